@@ -1,0 +1,9 @@
+//! The `postern` command-line client.
+//!
+//! Today it holds `postern demo`, which runs the parts of Postern that exist. Member
+//! commands (init, enroll, send, inbox, ...) arrive with the client issue.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod demo;
