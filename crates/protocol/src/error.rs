@@ -36,6 +36,14 @@ macro_rules! error_codes {
                 }
             }
 
+            /// The variant name, as the specification lists it.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$name => stringify!($name),)*
+                    ErrorCode::Unknown(_) => "Unknown",
+                }
+            }
+
             /// A short, stable, human-readable description.
             pub fn description(self) -> &'static str {
                 match self {

@@ -76,7 +76,7 @@ fn decode_body_as<T: DeserializeOwned>(body: &[u8], what: &'static str) -> Resul
         });
     }
     match postcard::take_from_bytes::<T>(body) {
-        Ok((msg, rest)) if rest.is_empty() => Ok(msg),
+        Ok((msg, [])) => Ok(msg),
         _ => Err(DecodeError::Malformed { what }),
     }
 }

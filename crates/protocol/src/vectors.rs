@@ -199,6 +199,16 @@ pub fn all() -> Result<Vec<Vector>, EncodeError> {
     Ok(out)
 }
 
+/// The row of the error-code table in SPEC.md §5 for `code`.
+pub fn error_row(code: ErrorCode) -> String {
+    format!(
+        "| {} | `{}` | {} |",
+        code.number(),
+        code.name(),
+        code.description()
+    )
+}
+
 /// Runs of zero bytes at least this long are folded into one `(zeros: N)` line.
 const ZERO_RUN: usize = 64;
 
