@@ -1,13 +1,25 @@
 //! `postern`: the Postern command-line client.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use postern::org::{OrgCommand, OrgContext};
+use postern::passphrase::PassphraseSource;
 
 /// Postern: end-to-end-encrypted, expiring messages about courier deliveries.
 #[derive(Debug, Parser)]
 #[command(name = "postern", version, about, long_about = None)]
 struct Cli {
+    /// Directory holding Postern's state; for `org` commands, the org home with the
+    /// encrypted org root.
+    #[arg(long, global = true, env = "POSTERN_HOME", value_name = "DIR")]
+    home: Option<PathBuf>,
+    /// Read the passphrase from the first line of FILE (keep it 0600). Otherwise the
+    /// POSTERN_PASSPHRASE environment variable is used (for scripts: other processes of
+    /// the same user can read it), otherwise you are prompted.
+    #[arg(long, global = true, value_name = "FILE")]
+    passphrase_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -16,18 +28,39 @@ struct Cli {
 enum Command {
     /// Walk through what Postern does, step by step, on real code.
     Demo,
+    /// Administer an org: create it, add relays, enroll and revoke members.
+    ///
+    /// Run these on the offline machine that holds the org home (--home). Start with
+    /// `postern --home ORG org init`, add a relay with `org relay add`, then answer each
+    /// member's enrollment request with `org enroll`.
+    #[command(subcommand)]
+    Org(OrgCommand),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Demo => postern::demo::run(&mut std::io::stdout().lock()),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("postern: {err}");
-            ExitCode::FAILURE
+    match cli.command {
+        Command::Demo => match postern::demo::run(&mut std::io::stdout().lock()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("postern: {err}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Org(cmd) => {
+            let ctx = OrgContext {
+                home: cli.home,
+                passphrase: PassphraseSource {
+                    file: cli.passphrase_file,
+                },
+            };
+            match postern::org::run(cmd, &ctx, &mut std::io::stdout().lock()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("postern: {err}");
+                    ExitCode::from(err.exit_code())
+                }
+            }
         }
     }
 }

@@ -1,0 +1,103 @@
+//! Where a passphrase comes from: `--passphrase-file FILE`, else the `POSTERN_PASSPHRASE`
+//! environment variable, else a prompt on the terminal.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use zeroize::Zeroizing;
+
+/// Environment variable holding the passphrase (for scripts and tests).
+pub const PASSPHRASE_ENV: &str = "POSTERN_PASSPHRASE";
+
+/// Shortest passphrase accepted when a new secret is created.
+pub const MIN_NEW_PASSPHRASE_CHARS: usize = 12;
+
+/// No passphrase could be obtained, or a new one is unacceptable.
+#[derive(Debug, thiserror::Error)]
+pub enum PassphraseError {
+    /// No file, no variable, no terminal.
+    #[error(
+        "no passphrase: pass --passphrase-file FILE, set POSTERN_PASSPHRASE, or run in a terminal to be prompted"
+    )]
+    Unavailable,
+    /// The passphrase file could not be read.
+    #[error("cannot read the passphrase file {path}: {source}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The prompt failed.
+    #[error("cannot read the passphrase from the terminal: {0}")]
+    Prompt(std::io::Error),
+    /// A new passphrase is too short.
+    #[error(
+        "the passphrase is too short: use at least {MIN_NEW_PASSPHRASE_CHARS} characters (a few random words are best)"
+    )]
+    TooShort,
+    /// The two entries of a new passphrase differ.
+    #[error("the two passphrases differ: nothing was created; try again")]
+    Mismatch,
+    /// Empty passphrase.
+    #[error("the passphrase is empty")]
+    Empty,
+}
+
+/// How to obtain the passphrase, resolved only when a command needs it.
+#[derive(Debug, Clone, Default)]
+pub struct PassphraseSource {
+    /// `--passphrase-file`.
+    pub file: Option<PathBuf>,
+}
+
+impl PassphraseSource {
+    /// The passphrase for an existing secret.
+    pub fn existing(&self, what: &str) -> Result<Zeroizing<String>, PassphraseError> {
+        self.obtain(what, false)
+    }
+
+    /// A passphrase for a new secret: confirmed when prompted, and long enough.
+    pub fn new_secret(&self, what: &str) -> Result<Zeroizing<String>, PassphraseError> {
+        let pass = self.obtain(what, true)?;
+        if pass.chars().count() < MIN_NEW_PASSPHRASE_CHARS {
+            return Err(PassphraseError::TooShort);
+        }
+        Ok(pass)
+    }
+
+    fn obtain(&self, what: &str, confirm: bool) -> Result<Zeroizing<String>, PassphraseError> {
+        let pass = if let Some(path) = &self.file {
+            let text = std::fs::read_to_string(path).map_err(|source| PassphraseError::File {
+                path: path.clone(),
+                source,
+            })?;
+            let text = Zeroizing::new(text);
+            let line = text.lines().next().unwrap_or("");
+            Zeroizing::new(line.to_owned())
+        } else if let Some(value) = std::env::var_os(PASSPHRASE_ENV) {
+            Zeroizing::new(value.to_string_lossy().into_owned())
+        } else if std::io::stdin().is_terminal() || std::io::stderr().is_terminal() {
+            let first = Zeroizing::new(
+                rpassword::prompt_password(format!("Passphrase for {what}: "))
+                    .map_err(PassphraseError::Prompt)?,
+            );
+            if confirm {
+                let second = Zeroizing::new(
+                    rpassword::prompt_password("Repeat the passphrase: ")
+                        .map_err(PassphraseError::Prompt)?,
+                );
+                if first != second {
+                    return Err(PassphraseError::Mismatch);
+                }
+            }
+            first
+        } else {
+            return Err(PassphraseError::Unavailable);
+        };
+        if pass.is_empty() {
+            return Err(PassphraseError::Empty);
+        }
+        Ok(pass)
+    }
+}
