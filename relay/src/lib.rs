@@ -1,5 +1,23 @@
-//! The Postern relay: a QUIC store-and-forward server.
+//! The Postern relay: a QUIC store-and-forward server that holds padded, sealed-sender
+//! envelopes for members of one organisation, hands them over when their owners connect
+//! and forgets them on acknowledgement or expiry. It never holds a key that could open
+//! an envelope, and it does not depend on the end-to-end crate at all.
 //!
-//! **Not implemented yet** (issue "Relay: the QUIC store-and-forward server").
+//! Modules follow the shape of a small server: [`config`] (the TOML file), [`tls`] (key,
+//! certificate, pin), [`store`] (redb with group commit), [`admission`] (who may use it),
+//! [`handler`] (request → response, without sockets), [`server`] (QUIC accept loop and
+//! shutdown), [`client`] (the other end, for the CLI and tests), [`metrics`] (aggregate
+//! counters only).
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod admission;
+pub mod client;
+pub mod config;
+pub mod handler;
+pub mod metrics;
+pub mod relay;
+pub mod server;
+pub mod store;
+pub mod tls;

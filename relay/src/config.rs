@@ -1,0 +1,255 @@
+//! The relay's configuration file, `relay.toml` in the data directory. `postern-relay
+//! init` writes it with every setting and its default, each with a comment.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// Name of the configuration file in the data directory.
+pub const CONFIG_FILE: &str = "relay.toml";
+
+/// Relay settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelayConfig {
+    /// UDP address to listen on.
+    pub listen: SocketAddr,
+    /// Host name or IP that clients use to reach this relay (goes into the relay address).
+    pub public_host: String,
+    /// The organisation's root key, `postern-org:<base32>`. Only its members are admitted.
+    pub org: String,
+    /// Longest time, in seconds, an envelope is kept; a sender's TTL is clamped to it.
+    /// Keep it equal to the org descriptor's maximum TTL.
+    pub max_ttl_secs: u32,
+    /// Limits that keep one member or one flood from hurting the others.
+    pub limits: Limits,
+}
+
+/// Resource limits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Most simultaneous connections; more are refused.
+    pub max_connections: u32,
+    /// Seconds a connection may stay silent before it is closed (clients ping to stay).
+    pub idle_timeout_secs: u32,
+    /// Most requests in flight on one connection (QUIC stream limit).
+    pub max_concurrent_requests: u32,
+    /// Sustained requests per second allowed on one connection.
+    pub requests_per_sec: u32,
+    /// Burst of requests allowed on one connection above the sustained rate.
+    pub request_burst: u32,
+    /// Failed authentications allowed per source address per minute.
+    pub auth_failures_per_minute: u32,
+    /// Most envelopes waiting in one mailbox.
+    pub mailbox_max_envelopes: u32,
+    /// Most bytes of envelope bodies waiting in one mailbox.
+    pub mailbox_max_bytes: u64,
+    /// Most one-time prekeys held for one directory entry.
+    pub directory_max_one_time: u32,
+    /// Most operations committed together in one disk flush (group commit).
+    pub group_commit_max_batch: u32,
+    /// Seconds between sweeps of expired envelopes.
+    pub sweep_interval_secs: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 4096,
+            idle_timeout_secs: 60,
+            max_concurrent_requests: 64,
+            requests_per_sec: 200,
+            request_burst: 400,
+            auth_failures_per_minute: 10,
+            mailbox_max_envelopes: 10_000,
+            mailbox_max_bytes: 64 * 1024 * 1024,
+            directory_max_one_time: 500,
+            group_commit_max_batch: 512,
+            sweep_interval_secs: 30,
+        }
+    }
+}
+
+/// The configuration could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Reading or writing the file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this configuration.
+    #[error("{path} is not a valid relay configuration: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// What was wrong, from the TOML parser.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+}
+
+impl RelayConfig {
+    /// Defaults for a new relay.
+    pub fn new(listen: SocketAddr, public_host: String, org: String) -> Self {
+        Self {
+            listen,
+            public_host,
+            org,
+            max_ttl_secs: 7 * 24 * 3600,
+            limits: Limits::default(),
+        }
+    }
+
+    /// Reads `relay.toml` from `data_dir`.
+    pub fn load(data_dir: &Path) -> Result<Self, ConfigError> {
+        let path = data_dir.join(CONFIG_FILE);
+        let p = path.display().to_string();
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Io {
+            path: p.clone(),
+            source,
+        })?;
+        let config: Self = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: p.clone(),
+            message: e.to_string(),
+        })?;
+        config
+            .validate()
+            .map_err(|message| ConfigError::Invalid { path: p, message })?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let l = &self.limits;
+        let positive = [
+            ("limits.max_connections", u64::from(l.max_connections)),
+            ("limits.idle_timeout_secs", u64::from(l.idle_timeout_secs)),
+            (
+                "limits.max_concurrent_requests",
+                u64::from(l.max_concurrent_requests),
+            ),
+            ("limits.requests_per_sec", u64::from(l.requests_per_sec)),
+            (
+                "limits.mailbox_max_envelopes",
+                u64::from(l.mailbox_max_envelopes),
+            ),
+            ("limits.mailbox_max_bytes", l.mailbox_max_bytes),
+            (
+                "limits.group_commit_max_batch",
+                u64::from(l.group_commit_max_batch),
+            ),
+            (
+                "limits.sweep_interval_secs",
+                u64::from(l.sweep_interval_secs),
+            ),
+            ("max_ttl_secs", u64::from(self.max_ttl_secs)),
+        ];
+        for (name, v) in positive {
+            if v == 0 {
+                return Err(format!("{name} must be greater than 0"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The commented TOML text `init` writes.
+    pub fn to_commented_toml(&self) -> String {
+        let l = &self.limits;
+        format!(
+            r#"# postern-relay configuration. Restart the relay after editing.
+
+# UDP address to listen on.
+listen = "{listen}"
+# Host name or IP that members use to reach this relay (part of the relay address).
+public_host = "{host}"
+# The organisation whose members this relay serves (postern-org:...).
+org = "{org}"
+# Longest time an envelope is kept, in seconds; senders' TTLs are clamped to it.
+# Keep it equal to the org descriptor's maximum TTL.
+max_ttl_secs = {ttl}
+
+[limits]
+# Most simultaneous connections; more are refused.
+max_connections = {mc}
+# Seconds of silence after which a connection is closed.
+idle_timeout_secs = {idle}
+# Most requests in flight on one connection.
+max_concurrent_requests = {mcr}
+# Sustained requests per second per connection, and the burst above it.
+requests_per_sec = {rps}
+request_burst = {burst}
+# Failed authentications allowed per source address per minute.
+auth_failures_per_minute = {af}
+# Per-mailbox quota: envelopes waiting, and bytes of envelope bodies.
+mailbox_max_envelopes = {mme}
+mailbox_max_bytes = {mmb}
+# Most one-time prekeys held per directory entry.
+directory_max_one_time = {dmo}
+# Most operations committed together in one disk flush.
+group_commit_max_batch = {gc}
+# Seconds between sweeps that delete expired envelopes.
+sweep_interval_secs = {sweep}
+"#,
+            listen = self.listen,
+            host = self.public_host,
+            org = self.org,
+            ttl = self.max_ttl_secs,
+            mc = l.max_connections,
+            idle = l.idle_timeout_secs,
+            mcr = l.max_concurrent_requests,
+            rps = l.requests_per_sec,
+            burst = l.request_burst,
+            af = l.auth_failures_per_minute,
+            mme = l.mailbox_max_envelopes,
+            mmb = l.mailbox_max_bytes,
+            dmo = l.directory_max_one_time,
+            gc = l.group_commit_max_batch,
+            sweep = l.sweep_interval_secs,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commented_toml_round_trips() {
+        let c = RelayConfig::new(
+            "127.0.0.1:4433".parse().unwrap(),
+            "127.0.0.1".into(),
+            "postern-org:abc".into(),
+        );
+        let back: RelayConfig = toml::from_str(&c.to_commented_toml()).unwrap();
+        assert_eq!(back, c);
+    }
+
+    #[test]
+    fn bad_config_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(CONFIG_FILE), "listen = 5").unwrap();
+        let err = RelayConfig::load(dir.path()).unwrap_err();
+        assert!(matches!(err, ConfigError::Parse { .. }), "{err}");
+        let mut c = RelayConfig::new(
+            "127.0.0.1:4433".parse().unwrap(),
+            "h".into(),
+            "postern-org:x".into(),
+        );
+        c.limits.mailbox_max_envelopes = 0;
+        std::fs::write(dir.path().join(CONFIG_FILE), c.to_commented_toml()).unwrap();
+        let err = RelayConfig::load(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("mailbox_max_envelopes"), "{err}");
+    }
+}

@@ -1,0 +1,535 @@
+//! Request handling: a function of (shared state, this connection's session, request) to
+//! (response, effect). No QUIC here, so it is tested without sockets.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use postern_identity::{OrgKey, RevocationList};
+use postern_protocol::ErrorCode;
+use postern_protocol::auth::OPEN_MAILBOX_CONTEXT;
+use postern_protocol::bytes::{Bytes, FixedBytes};
+use postern_protocol::ids::MailboxId;
+use postern_protocol::limits::EXPORTER_LEN;
+use postern_protocol::message::*;
+use postern_protocol::padding::is_bucket;
+use postern_protocol::version::negotiate;
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use crate::admission::{Admitted, FailureLimiter, admit, still_admitted, trust_code};
+use crate::config::RelayConfig;
+use crate::metrics::Metrics;
+use crate::store::{Deleted, Store, bounded};
+
+/// Capacity of one subscriber's push queue; a subscriber that falls this far behind
+/// loses pushes (the envelopes stay stored and come with its next fetch).
+pub const PUSH_QUEUE: usize = 256;
+
+/// Unix seconds now.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Expiry kept for an envelope: `now + min(ttl, max)`, rounded up to the minute.
+pub fn expiry_for(now: u64, ttl_secs: u32, max_ttl_secs: u32) -> u64 {
+    let ttl = u64::from(ttl_secs.clamp(1, max_ttl_secs.max(1)));
+    (now + ttl).div_ceil(60) * 60
+}
+
+/// A subscribed connection: its id and its push queue.
+type Subscriber = (u64, mpsc::Sender<Push>);
+
+/// Subscribed connections, by mailbox recipient id.
+#[derive(Debug, Default)]
+pub struct Hub {
+    /// Push queues of subscribed connections, with the connection's id.
+    subscribers: Mutex<HashMap<MailboxId, Vec<Subscriber>>>,
+}
+
+impl Hub {
+    /// Registers a connection's push queue for a mailbox.
+    pub fn subscribe(&self, mailbox: MailboxId, conn: u64, tx: mpsc::Sender<Push>) {
+        let mut s = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
+        let list = s.entry(mailbox).or_default();
+        list.retain(|(c, tx)| *c != conn && !tx.is_closed());
+        list.push((conn, tx));
+    }
+
+    /// Removes a connection's subscriptions.
+    pub fn unsubscribe(&self, mailbox: &MailboxId, conn: u64) {
+        let mut s = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(list) = s.get_mut(mailbox) {
+            list.retain(|(c, _)| *c != conn);
+            if list.is_empty() {
+                s.remove(mailbox);
+            }
+        }
+    }
+
+    /// Pushes to a mailbox's subscribers; returns how many took it.
+    pub fn push(&self, mailbox: &MailboxId, push: &Push) -> usize {
+        let s = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
+        s.get(mailbox).map_or(0, |list| {
+            list.iter()
+                .filter(|(_, tx)| tx.try_send(push.clone()).is_ok())
+                .count()
+        })
+    }
+
+    /// Pushes to every subscriber.
+    pub fn broadcast(&self, push: &Push) {
+        let s = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
+        for (_, tx) in s.values().flatten() {
+            let _ = tx.try_send(push.clone());
+        }
+    }
+}
+
+/// State shared by every connection.
+#[derive(Debug)]
+pub struct Shared {
+    /// Durable storage.
+    pub store: Store,
+    /// The org whose members are admitted.
+    pub org: OrgKey,
+    /// Settings.
+    pub config: RelayConfig,
+    /// The newest revocation list held (also on disk).
+    pub revocations: RwLock<Option<RevocationList>>,
+    /// Subscribed connections.
+    pub hub: Hub,
+    /// Aggregate counters.
+    pub metrics: Arc<Metrics>,
+    /// Failed-admission limiter per source address.
+    pub auth_failures: FailureLimiter,
+}
+
+impl Shared {
+    fn revocations(&self) -> Option<RevocationList> {
+        self.revocations
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Tells subscribers of mailboxes that have room again.
+    pub fn space_returned(&self, deleted: &Deleted) {
+        for mb in &deleted.space_returned {
+            self.hub.push(mb, &Push::SpaceAvailable);
+        }
+    }
+}
+
+/// Per-connection state.
+#[derive(Debug)]
+pub struct Session {
+    /// Connection number, local to this process (for the hub only).
+    pub conn_id: u64,
+    /// Source address, for the failed-admission limiter only; never logged or stored.
+    pub peer_ip: IpAddr,
+    /// TLS exporter value of this connection.
+    pub exporter: [u8; EXPORTER_LEN],
+    /// Mutable part, locked briefly (never across an await).
+    pub state: Mutex<SessionState>,
+}
+
+/// What changes during a connection.
+#[derive(Debug)]
+pub struct SessionState {
+    /// The challenge sent in `Welcome`, once `Hello` was answered.
+    pub challenge: Option<[u8; 32]>,
+    /// The admitted member, once `Authenticate` succeeded.
+    pub admitted: Option<Admitted>,
+    /// The mailbox opened on this connection.
+    pub mailbox: Option<MailboxId>,
+    /// Whether a subscription was started.
+    pub subscribed: bool,
+    /// Request rate limiter: tokens and when they were last refilled.
+    pub tokens: (f64, Instant),
+}
+
+impl Session {
+    /// A new connection's session.
+    pub fn new(conn_id: u64, peer_ip: IpAddr, exporter: [u8; EXPORTER_LEN], burst: u32) -> Self {
+        Self {
+            conn_id,
+            peer_ip,
+            exporter,
+            state: Mutex::new(SessionState {
+                challenge: None,
+                admitted: None,
+                mailbox: None,
+                subscribed: false,
+                tokens: (f64::from(burst), Instant::now()),
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SessionState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// What the connection must do after answering.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Nothing.
+    None,
+    /// Close the connection (after the response is delivered).
+    Close(ErrorCode),
+    /// Start pushing for this mailbox.
+    Subscribe(MailboxId),
+}
+
+fn err(code: ErrorCode) -> (Response, Effect) {
+    (Response::Error(code), Effect::None)
+}
+
+/// Handles one request.
+pub async fn handle(shared: &Shared, session: &Session, req: Request) -> (Response, Effect) {
+    Metrics::inc(&shared.metrics.requests);
+    let (resp, effect) = handle_inner(shared, session, req).await;
+    if matches!(resp, Response::Error(_)) {
+        Metrics::inc(&shared.metrics.request_errors);
+    }
+    (resp, effect)
+}
+
+async fn handle_inner(shared: &Shared, session: &Session, req: Request) -> (Response, Effect) {
+    let limits = &shared.config.limits;
+    // Rate limit every request, admitted or not.
+    {
+        let mut st = session.lock();
+        let (tokens, last) = st.tokens;
+        let now = Instant::now();
+        let refill = now.duration_since(last).as_secs_f64() * f64::from(limits.requests_per_sec);
+        let tokens = (tokens + refill).min(f64::from(limits.request_burst.max(1)));
+        if tokens < 1.0 {
+            st.tokens = (tokens, now);
+            drop(st);
+            Metrics::inc(&shared.metrics.rate_limited);
+            return err(ErrorCode::RateLimited);
+        }
+        st.tokens = (tokens - 1.0, now);
+    }
+
+    let now = unix_now();
+    // Requests allowed before admission.
+    match req {
+        Request::Hello(h) => {
+            let mut st = session.lock();
+            if st.challenge.is_some() {
+                return err(ErrorCode::UnexpectedRequest);
+            }
+            let Some(version) = negotiate(h.versions.as_slice()) else {
+                return (
+                    Response::Error(ErrorCode::UnknownVersion),
+                    Effect::Close(ErrorCode::UnknownVersion),
+                );
+            };
+            let challenge: [u8; 32] = rand::random();
+            st.challenge = Some(challenge);
+            return (
+                Response::Welcome(Welcome {
+                    version,
+                    challenge: FixedBytes(challenge),
+                }),
+                Effect::None,
+            );
+        }
+        Request::Ping(p) => return (Response::Pong(p), Effect::None),
+        Request::GetRevocationList => {
+            return match shared.store.revocation_list() {
+                Ok(list) => (
+                    Response::RevocationList(postern_protocol::message::RevocationList {
+                        list: list.and_then(|l| Bytes::new(l).ok()),
+                    }),
+                    Effect::None,
+                ),
+                Err(_) => err(ErrorCode::Internal),
+            };
+        }
+        Request::PutRevocationList(p) => return put_revocation(shared, p.list.as_slice()).await,
+        _ => {}
+    }
+
+    let challenge = match session.lock().challenge {
+        Some(c) => c,
+        None => return err(ErrorCode::UnexpectedRequest),
+    };
+
+    if let Request::Authenticate(a) = req {
+        if session.lock().admitted.is_some() {
+            return err(ErrorCode::UnexpectedRequest);
+        }
+        if !shared.auth_failures.allowed(session.peer_ip) {
+            Metrics::inc(&shared.metrics.rate_limited);
+            return err(ErrorCode::RateLimited);
+        }
+        let binding = [session.exporter.as_slice(), challenge.as_slice()].concat();
+        let revocations = shared.revocations();
+        return match admit(
+            a.certificate.as_slice(),
+            &a.signature.0,
+            &binding,
+            &shared.org,
+            revocations.as_ref(),
+            now,
+        ) {
+            Ok(admitted) => {
+                session.lock().admitted = Some(admitted);
+                Metrics::inc(&shared.metrics.auth_ok);
+                (
+                    Response::Authenticated(Authenticated {
+                        max_ttl_secs: shared.config.max_ttl_secs,
+                    }),
+                    Effect::None,
+                )
+            }
+            Err(code) => {
+                shared.auth_failures.failed(session.peer_ip);
+                Metrics::inc(&shared.metrics.auth_failed);
+                err(code)
+            }
+        };
+    }
+
+    // Everything below needs an admitted member that is still valid.
+    let Some(admitted) = session.lock().admitted.clone() else {
+        return err(ErrorCode::Unauthorized);
+    };
+    if let Err(code) = still_admitted(&admitted, shared.revocations().as_ref(), now) {
+        return (Response::Error(code), Effect::Close(code));
+    }
+
+    match req {
+        Request::CreateMailbox(c) => {
+            match shared
+                .store
+                .create_mailbox(c.recipient, c.sender, c.owner.0)
+                .await
+            {
+                Ok(()) => (Response::MailboxCreated, Effect::None),
+                Err(code) => err(code),
+            }
+        }
+        Request::OpenMailbox(o) => {
+            let owner = match shared.store.mailbox(&o.recipient) {
+                Ok(Some((owner, pending))) => (owner, pending),
+                Ok(None) => return err(ErrorCode::NotFound),
+                Err(_) => return err(ErrorCode::Internal),
+            };
+            let message = [
+                session.exporter.as_slice(),
+                challenge.as_slice(),
+                o.recipient.as_bytes().as_slice(),
+            ]
+            .concat();
+            if !verify_ed25519(&owner.0, OPEN_MAILBOX_CONTEXT, &message, &o.signature.0) {
+                shared.auth_failures.failed(session.peer_ip);
+                return err(ErrorCode::BadSignature);
+            }
+            let mut st = session.lock();
+            if st.subscribed && st.mailbox != Some(o.recipient) {
+                return err(ErrorCode::UnexpectedRequest);
+            }
+            st.mailbox = Some(o.recipient);
+            (
+                Response::MailboxOpened(MailboxOpened { pending: owner.1 }),
+                Effect::None,
+            )
+        }
+        Request::PublishPrekeys(p) => {
+            let owner_tag: [u8; 32] = Sha256::new()
+                .chain_update(b"postern/1 relay directory owner\0")
+                .chain_update(admitted.device_key)
+                .finalize()
+                .into();
+            let one_time = p
+                .one_time
+                .into_vec()
+                .into_iter()
+                .map(Bytes::into_vec)
+                .collect();
+            match shared
+                .store
+                .publish(p.directory, owner_tag, p.entry.into_vec(), one_time)
+                .await
+            {
+                Ok(n) => (
+                    Response::PrekeysPublished(PrekeysPublished {
+                        one_time_available: n,
+                    }),
+                    Effect::None,
+                ),
+                Err(code) => err(code),
+            }
+        }
+        Request::FetchPrekeys(f) => match shared.store.take_prekeys(f.directory).await {
+            Ok((entry, one_time)) => match Bytes::new(entry) {
+                Ok(entry) => (
+                    Response::Prekeys(Prekeys {
+                        entry,
+                        one_time: one_time.and_then(|o| Bytes::new(o).ok()),
+                    }),
+                    Effect::None,
+                ),
+                Err(_) => err(ErrorCode::Internal),
+            },
+            Err(code) => err(code),
+        },
+        Request::Send(s) => {
+            if !is_bucket(s.body.len()) {
+                return err(ErrorCode::BadPadding);
+            }
+            let expires_at = expiry_for(now, s.ttl_secs, shared.config.max_ttl_secs);
+            let body = s.body.clone();
+            match shared.store.send(s.to, expires_at, s.body).await {
+                Ok(stored) => {
+                    Metrics::inc(&shared.metrics.envelopes_stored);
+                    let push = Push::Envelope(Envelope {
+                        id: stored.id,
+                        expires_at,
+                        body,
+                    });
+                    let n = shared.hub.push(&stored.recipient, &push);
+                    Metrics::add(&shared.metrics.envelopes_delivered, n as u64);
+                    (
+                        Response::Sent(Sent {
+                            id: stored.id,
+                            expires_at,
+                        }),
+                        Effect::None,
+                    )
+                }
+                Err(code) => {
+                    if code == ErrorCode::QuotaExceeded {
+                        Metrics::inc(&shared.metrics.quota_refusals);
+                    }
+                    err(code)
+                }
+            }
+        }
+        Request::Subscribe => {
+            let mut st = session.lock();
+            let Some(mb) = st.mailbox else {
+                return err(ErrorCode::Unauthorized);
+            };
+            if st.subscribed {
+                return err(ErrorCode::UnexpectedRequest);
+            }
+            st.subscribed = true;
+            (Response::Subscribed, Effect::Subscribe(mb))
+        }
+        Request::Fetch(f) => {
+            let Some(mb) = session.lock().mailbox else {
+                return err(ErrorCode::Unauthorized);
+            };
+            match shared.store.fetch(&mb, usize::from(f.limit), now) {
+                Ok((envelopes, more)) => {
+                    Metrics::add(&shared.metrics.envelopes_delivered, envelopes.len() as u64);
+                    (
+                        Response::Envelopes(Envelopes {
+                            envelopes: bounded(envelopes),
+                            more,
+                        }),
+                        Effect::None,
+                    )
+                }
+                Err(_) => err(ErrorCode::Internal),
+            }
+        }
+        Request::Ack(a) => {
+            let Some(mb) = session.lock().mailbox else {
+                return err(ErrorCode::Unauthorized);
+            };
+            match shared.store.ack(mb, a.ids.into_vec()).await {
+                Ok(deleted) => {
+                    Metrics::add(&shared.metrics.envelopes_acked, u64::from(deleted.count));
+                    shared.space_returned(&deleted);
+                    (
+                        Response::Acked(Acked {
+                            deleted: deleted.count,
+                        }),
+                        Effect::None,
+                    )
+                }
+                Err(code) => err(code),
+            }
+        }
+        // Handled above.
+        Request::Hello(_)
+        | Request::Authenticate(_)
+        | Request::Ping(_)
+        | Request::GetRevocationList
+        | Request::PutRevocationList(_) => err(ErrorCode::UnexpectedRequest),
+    }
+}
+
+async fn put_revocation(shared: &Shared, bytes: &[u8]) -> (Response, Effect) {
+    let offered = match RevocationList::decode(bytes) {
+        Ok(l) => l,
+        Err(e) => return err(trust_code(&e)),
+    };
+    let held = shared.revocations();
+    match RevocationList::accept_update(held.as_ref(), &offered, &shared.org) {
+        Ok(true) => {}
+        Ok(false) => {
+            return (
+                Response::RevocationListAccepted(RevocationListAccepted {
+                    version: offered.version(),
+                }),
+                Effect::None,
+            );
+        }
+        Err(e) => return err(trust_code(&e)),
+    }
+    let version = offered.version();
+    if let Err(code) = shared.store.put_revocation(version, bytes.to_vec()).await {
+        return err(code);
+    }
+    {
+        let mut w = shared
+            .revocations
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        // A concurrent put may have stored a newer one meanwhile; keep the newest.
+        if w.as_ref().is_none_or(|h| h.version() < version) {
+            *w = Some(offered);
+        }
+    }
+    shared
+        .hub
+        .broadcast(&Push::RevocationListUpdated { version });
+    (
+        Response::RevocationListAccepted(RevocationListAccepted { version }),
+        Effect::None,
+    )
+}
+
+fn verify_ed25519(key: &[u8; 32], context: &[u8], message: &[u8], sig: &[u8; 64]) -> bool {
+    let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(key) else {
+        return false;
+    };
+    let data = [context, message].concat();
+    key.verify_strict(&data, &ed25519_dalek::Signature::from_bytes(sig))
+        .is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry_is_clamped_and_rounded_up_to_the_minute() {
+        assert_eq!(expiry_for(1000, 10, 3600), 1020);
+        assert_eq!(expiry_for(1200, 60, 3600), 1260);
+        assert_eq!(expiry_for(0, u32::MAX, 3600), 3600);
+        assert_eq!(expiry_for(0, 0, 3600), 60);
+    }
+}

@@ -1,0 +1,258 @@
+//! The relay's life cycle: `init` (keys, certificate, config) and `run` (open the store,
+//! start the sweeper and the stats writer, serve until told to stop, drain).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use postern_identity::{OrgKey, RevocationList};
+use postern_protocol::RelayAddress;
+use tokio::sync::watch;
+
+use crate::admission::FailureLimiter;
+use crate::config::{CONFIG_FILE, ConfigError, RelayConfig};
+use crate::handler::{Hub, Shared, unix_now};
+use crate::metrics::{Metrics, StatsFile};
+use crate::server::{ServerError, endpoint, serve};
+use crate::store::{Quotas, Store, StoreError};
+use crate::tls::{RelayIdentity, TlsError, spki_pin, write_secret_file};
+
+/// Certificate file (DER) in the data directory.
+pub const CERT_FILE: &str = "relay-cert.der";
+/// Private key file (PKCS#8 DER, mode 0600) in the data directory.
+pub const KEY_FILE: &str = "relay-key.der";
+/// Seconds between writes of `stats.json`.
+const STATS_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Starting or running the relay failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The data directory already holds a relay.
+    #[error("{0} already holds a relay (relay.toml exists); use another --data directory")]
+    AlreadyInitialised(String),
+    /// The data directory holds no relay.
+    #[error("{0} holds no relay; create one with `postern-relay init --data {0} --org ...`")]
+    NotInitialised(String),
+    /// The org key is not valid.
+    #[error(
+        "not an org key ({0}); expected postern-org:<base32>, as printed by `postern org init`"
+    )]
+    BadOrg(String),
+    /// Configuration error.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// TLS error.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// Storage error.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Server error.
+    #[error(transparent)]
+    Server(#[from] ServerError),
+    /// The stored revocation list does not verify (damaged data directory).
+    #[error("the stored revocation list is invalid: {0}")]
+    BadRevocationList(String),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RelayError + '_ {
+    move |source| RelayError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Creates a relay in `data_dir`: key pair, self-signed certificate, `relay.toml`.
+/// Returns the relay address clients use.
+pub fn init(
+    data_dir: &Path,
+    org: &str,
+    listen: SocketAddr,
+    public_host: Option<String>,
+) -> Result<RelayAddress, RelayError> {
+    let org_key: OrgKey = org
+        .parse()
+        .map_err(|_| RelayError::BadOrg(org.to_owned()))?;
+    std::fs::create_dir_all(data_dir).map_err(io(data_dir))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(io(data_dir))?;
+    }
+    let config_path = data_dir.join(CONFIG_FILE);
+    if config_path.exists() {
+        return Err(RelayError::AlreadyInitialised(
+            data_dir.display().to_string(),
+        ));
+    }
+    let identity = RelayIdentity::generate()?;
+    let key_path = data_dir.join(KEY_FILE);
+    write_secret_file(&key_path, &identity.key_der).map_err(io(&key_path))?;
+    let cert_path = data_dir.join(CERT_FILE);
+    write_secret_file(&cert_path, &identity.cert_der).map_err(io(&cert_path))?;
+    let host = public_host.unwrap_or_else(|| listen.ip().to_string());
+    let config = RelayConfig::new(listen, host.clone(), org_key.to_string());
+    write_secret_file(&config_path, config.to_commented_toml().as_bytes())
+        .map_err(io(&config_path))?;
+    Ok(RelayAddress {
+        pin: identity.pin()?,
+        host,
+        port: listen.port(),
+    })
+}
+
+/// Loads the relay's key and certificate.
+pub fn load_identity(data_dir: &Path) -> Result<RelayIdentity, RelayError> {
+    let cert_path = data_dir.join(CERT_FILE);
+    let key_path = data_dir.join(KEY_FILE);
+    if !data_dir.join(CONFIG_FILE).exists() {
+        return Err(RelayError::NotInitialised(data_dir.display().to_string()));
+    }
+    Ok(RelayIdentity {
+        cert_der: std::fs::read(&cert_path).map_err(io(&cert_path))?,
+        key_der: std::fs::read(&key_path).map_err(io(&key_path))?,
+    })
+}
+
+/// The relay address of the relay in `data_dir`.
+pub fn address(data_dir: &Path) -> Result<RelayAddress, RelayError> {
+    let identity = load_identity(data_dir)?;
+    let config = RelayConfig::load(data_dir)?;
+    Ok(RelayAddress {
+        pin: spki_pin(&identity.cert_der)?,
+        host: config.public_host,
+        port: config.listen.port(),
+    })
+}
+
+/// A started relay: its address and the handle to stop it.
+#[derive(Debug)]
+pub struct Running {
+    /// The socket address it listens on (the real port if the config said 0).
+    pub local_addr: SocketAddr,
+    /// Shared state (tests read counters and the store through it).
+    pub shared: Arc<Shared>,
+    /// Set to true to stop.
+    stop: watch::Sender<bool>,
+    /// Completes when the relay has drained and stopped.
+    done: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops gracefully: no new connections, in-flight requests finish and are flushed.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.done.await;
+    }
+}
+
+/// Opens the relay in `data_dir` and starts serving on the current tokio runtime.
+pub async fn start(data_dir: &Path) -> Result<Running, RelayError> {
+    let identity = load_identity(data_dir)?;
+    let config = RelayConfig::load(data_dir)?;
+    let org: OrgKey = config
+        .org
+        .parse()
+        .map_err(|_| RelayError::BadOrg(config.org.clone()))?;
+    let metrics = Arc::new(Metrics::default());
+    let l = &config.limits;
+    let store = Store::open(
+        data_dir,
+        Quotas {
+            max_envelopes: l.mailbox_max_envelopes,
+            max_bytes: l.mailbox_max_bytes,
+            max_one_time: l.directory_max_one_time,
+        },
+        l.group_commit_max_batch as usize,
+        metrics.clone(),
+    )?;
+    let revocations = match store.revocation_list()? {
+        Some(bytes) => Some(
+            RevocationList::decode(&bytes)
+                .map_err(|e| RelayError::BadRevocationList(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let shared = Arc::new(Shared {
+        store,
+        org,
+        auth_failures: FailureLimiter::new(config.limits.auth_failures_per_minute),
+        config,
+        revocations: RwLock::new(revocations),
+        hub: Hub::default(),
+        metrics,
+    });
+    let endpoint = endpoint(&identity, shared.config.listen, &shared)?;
+    let local_addr = endpoint.local_addr().map_err(io(data_dir))?;
+    let (stop, stop_rx) = watch::channel(false);
+
+    tokio::spawn(sweeper(shared.clone(), stop_rx.clone()));
+    tokio::spawn(stats_writer(
+        shared.clone(),
+        data_dir.to_path_buf(),
+        stop_rx.clone(),
+    ));
+    let done = tokio::spawn(serve(endpoint, shared.clone(), stop_rx));
+    tracing::info!(%local_addr, "relay listening");
+    Ok(Running {
+        local_addr,
+        shared,
+        stop,
+        done,
+    })
+}
+
+/// Deletes expired envelopes every `sweep_interval_secs`, one bounded batch per commit so
+/// requests never wait long behind it.
+async fn sweeper(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let every = Duration::from_secs(u64::from(shared.config.limits.sweep_interval_secs));
+    loop {
+        loop {
+            match shared.store.sweep(unix_now()).await {
+                Ok(d) if d.count > 0 => {
+                    Metrics::add(&shared.metrics.envelopes_expired, u64::from(d.count));
+                    shared.space_returned(&d);
+                }
+                _ => break,
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+async fn stats_writer(
+    shared: Arc<Shared>,
+    data_dir: std::path::PathBuf,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let store = shared.store.counts().unwrap_or_default();
+        let envelope_buckets = shared.store.bucket_histogram().unwrap_or_default();
+        let file = StatsFile {
+            written_at: unix_now(),
+            counters: shared.metrics.snapshot(),
+            store,
+            envelope_buckets,
+        };
+        if let Err(e) = file.write(&data_dir) {
+            tracing::warn!(error = %e, "cannot write stats.json");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(STATS_INTERVAL) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! The QUIC server: accept loop with a connection limit, one task per connection, one
+//! task per request stream, a push stream per subscription, and graceful shutdown that
+//! lets in-flight requests (sends above all) finish and flush before the process exits.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use postern_protocol::ErrorCode;
+use postern_protocol::auth::EXPORTER_LABEL;
+use postern_protocol::frame::{self, HEADER_LEN};
+use postern_protocol::limits::EXPORTER_LEN;
+use postern_protocol::message::{Push, Response};
+use quinn::crypto::rustls::QuicServerConfig;
+use quinn::{Endpoint, VarInt};
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::handler::{Effect, PUSH_QUEUE, Session, Shared, handle};
+use crate::metrics::Metrics;
+use crate::tls::{RelayIdentity, TlsError, server_config};
+
+/// Seconds a client has to deliver a whole request frame once it opened the stream.
+const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for in-flight requests at shutdown.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// QUIC application close codes.
+pub mod close {
+    /// Normal close (client done, or relay shutting down).
+    pub const DONE: u32 = 0;
+    /// Closed after a protocol error; the error code is in the reason.
+    pub const PROTOCOL_ERROR: u32 = 1;
+    /// Refused: connection limit reached.
+    pub const BUSY: u32 = 2;
+    /// Relay shutting down.
+    pub const SHUTDOWN: u32 = 3;
+}
+
+/// Builds the QUIC endpoint for the relay.
+pub fn endpoint(
+    identity: &RelayIdentity,
+    listen: SocketAddr,
+    shared: &Shared,
+) -> Result<Endpoint, ServerError> {
+    let tls = server_config(identity)?;
+    let crypto = QuicServerConfig::try_from(tls).map_err(|e| ServerError::Tls(e.to_string()))?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    let limits = &shared.config.limits;
+    let mut transport = quinn::TransportConfig::default();
+    transport
+        .max_idle_timeout(Some(
+            Duration::from_secs(u64::from(limits.idle_timeout_secs))
+                .try_into()
+                .map_err(|_| ServerError::Tls("idle timeout out of range".into()))?,
+        ))
+        .max_concurrent_bidi_streams(VarInt::from_u32(limits.max_concurrent_requests))
+        .max_concurrent_uni_streams(VarInt::from_u32(0));
+    config.transport_config(Arc::new(transport));
+    // Tokens for address validation are per-process; no migration (a member's address
+    // is not tracked).
+    config.migration(false);
+    Endpoint::server(config, listen).map_err(ServerError::Bind)
+}
+
+/// The server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// TLS configuration failed.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// The UDP socket could not be bound.
+    #[error("cannot listen: {0}")]
+    Bind(std::io::Error),
+}
+
+impl From<TlsError> for ServerError {
+    fn from(e: TlsError) -> Self {
+        ServerError::Tls(e.to_string())
+    }
+}
+
+/// Serves until `shutdown` turns true, then drains and returns.
+pub async fn serve(endpoint: Endpoint, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    let limit = Arc::new(Semaphore::new(
+        shared.config.limits.max_connections as usize,
+    ));
+    let next_id = AtomicU64::new(1);
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            incoming = endpoint.accept() => {
+                let Some(incoming) = incoming else { break };
+                let Ok(permit) = limit.clone().try_acquire_owned() else {
+                    Metrics::inc(&shared.metrics.connections_refused);
+                    incoming.refuse();
+                    continue;
+                };
+                let shared = shared.clone();
+                let conn_id = next_id.fetch_add(1, Ordering::Relaxed);
+                let shutdown = shutdown.clone();
+                connections.spawn(async move {
+                    let _permit = permit;
+                    match incoming.await {
+                        Ok(conn) => connection(conn, conn_id, shared, shutdown).await,
+                        Err(e) => tracing::debug!(error = %e, "handshake failed"),
+                    }
+                });
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            _ = shutdown.changed() => break,
+        }
+    }
+    // Stop taking connections; let every connection task drain its requests.
+    endpoint.set_server_config(None);
+    tracing::info!(
+        open = connections.len(),
+        "shutting down: draining connections"
+    );
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT * 2, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("connections did not drain in time; closing them");
+    }
+    endpoint.close(VarInt::from_u32(close::SHUTDOWN), b"shutdown");
+    endpoint.wait_idle().await;
+}
+
+async fn connection(
+    conn: quinn::Connection,
+    conn_id: u64,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    Metrics::inc(&shared.metrics.connections_accepted);
+    Metrics::inc(&shared.metrics.connections_open);
+    let mut exporter = [0u8; EXPORTER_LEN];
+    if conn
+        .export_keying_material(&mut exporter, EXPORTER_LABEL, b"")
+        .is_err()
+    {
+        conn.close(VarInt::from_u32(close::PROTOCOL_ERROR), b"exporter");
+        shared
+            .metrics
+            .connections_open
+            .fetch_sub(1, Ordering::Relaxed);
+        return;
+    }
+    let session = Arc::new(Session::new(
+        conn_id,
+        conn.remote_address().ip(),
+        exporter,
+        shared.config.limits.request_burst,
+    ));
+    let mut requests = JoinSet::new();
+    let (close_tx, mut close_rx) = mpsc::channel::<ErrorCode>(1);
+    let mut subscribed = None;
+    loop {
+        tokio::select! {
+            stream = conn.accept_bi() => {
+                let Ok((send, recv)) = stream else { break };
+                let shared = shared.clone();
+                let session = session.clone();
+                let conn2 = conn.clone();
+                let close_tx = close_tx.clone();
+                requests.spawn(async move {
+                    if let Some(effect) = request(send, recv, &shared, &session).await {
+                        match effect {
+                            Effect::None => {}
+                            Effect::Close(code) => { let _ = close_tx.try_send(code); }
+                            Effect::Subscribe(mb) => {
+                                let (tx, rx) = mpsc::channel(PUSH_QUEUE);
+                                shared.hub.subscribe(mb, session.conn_id, tx);
+                                tokio::spawn(push_stream(conn2, rx));
+                                return Some(mb);
+                            }
+                        }
+                    }
+                    None
+                });
+            }
+            Some(done) = requests.join_next(), if !requests.is_empty() => {
+                if let Ok(Some(mb)) = done {
+                    subscribed = Some(mb);
+                }
+            }
+            Some(code) = close_rx.recv() => {
+                conn.close(VarInt::from_u32(close::PROTOCOL_ERROR), code.description().as_bytes());
+                break;
+            }
+            _ = shutdown.changed() => {
+                // Finish what is in flight, then say goodbye.
+                let _ = tokio::time::timeout(DRAIN_TIMEOUT, async {
+                    while requests.join_next().await.is_some() {}
+                }).await;
+                conn.close(VarInt::from_u32(close::SHUTDOWN), b"relay shutting down");
+                break;
+            }
+        }
+    }
+    // Requests already running finish (their sends are committed) before we go.
+    while let Some(done) = requests.join_next().await {
+        if let Ok(Some(mb)) = done {
+            subscribed = Some(mb);
+        }
+    }
+    if let Some(mb) = subscribed {
+        shared.hub.unsubscribe(&mb, conn_id);
+    }
+    shared
+        .metrics
+        .connections_open
+        .fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Reads one request frame, handles it, writes the response. Returns the effect, or
+/// `None` if the stream failed before a request was read.
+async fn request(
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    shared: &Shared,
+    session: &Session,
+) -> Option<Effect> {
+    // A stream the client finished early is a truncated frame (Malformed); a stream that
+    // broke (reset, connection lost) is nobody to answer (None).
+    let truncated = |e: quinn::ReadExactError| match e {
+        quinn::ReadExactError::FinishedEarly(_) => Some(ErrorCode::Malformed),
+        quinn::ReadExactError::ReadError(_) => None,
+    };
+    let read = async {
+        let mut header = [0u8; HEADER_LEN];
+        recv.read_exact(&mut header).await.map_err(truncated)?;
+        let len = frame::body_len(header).map_err(|e| Some(e.code()))?;
+        let mut body = vec![0u8; len];
+        recv.read_exact(&mut body).await.map_err(truncated)?;
+        frame::decode_request(&body).map_err(|e| Some(e.code()))
+    };
+    let outcome = match tokio::time::timeout(REQUEST_READ_TIMEOUT, read).await {
+        Ok(Ok(req)) => handle(shared, session, req).await,
+        Ok(Err(Some(code))) => {
+            Metrics::inc(&shared.metrics.malformed_frames);
+            (Response::Error(code), Effect::Close(code))
+        }
+        Ok(Err(None)) | Err(_) => return None,
+    };
+    let (resp, effect) = outcome;
+    if let Ok(bytes) = frame::encode_frame(&resp)
+        && send.write_all(&bytes).await.is_ok()
+        && send.finish().is_ok()
+        && matches!(effect, Effect::Close(_))
+    {
+        // Let the error reach the client before the connection is closed.
+        let _ = tokio::time::timeout(Duration::from_secs(2), send.stopped()).await;
+    }
+    Some(effect)
+}
+
+/// Writes pushes to one relay-opened unidirectional stream until the queue closes or
+/// the connection goes.
+async fn push_stream(conn: quinn::Connection, mut rx: mpsc::Receiver<Push>) {
+    let Ok(mut stream) = conn.open_uni().await else {
+        return;
+    };
+    while let Some(push) = rx.recv().await {
+        let Ok(bytes) = frame::encode_frame(&push) else {
+            continue;
+        };
+        if stream.write_all(&bytes).await.is_err() {
+            return;
+        }
+    }
+    let _ = stream.finish();
+}

@@ -1,0 +1,895 @@
+//! Durable relay state in one redb file, `relay.redb`.
+//!
+//! All writes go through one writer thread that applies every operation waiting in its
+//! queue in a single write transaction and commits it with one `fdatasync` (group commit),
+//! then answers each operation. An operation is answered only after its commit returned,
+//! so an acknowledged `Send` is on disk. Reads use redb's MVCC read transactions and never
+//! wait for the writer.
+//!
+//! What is stored (and nothing else): mailbox ids, owner keys and counters; envelope ids,
+//! coarse expiry and padded ciphertext; opaque directory blobs under keyed hashes and a
+//! hash of the publishing device key; the revocation list. No handle, sender, address or
+//! time of arrival.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::mpsc as std_mpsc;
+
+use postern_protocol::ErrorCode;
+use postern_protocol::bytes::{BoundedVec, Bytes};
+use postern_protocol::ids::{DirectoryKey, EnvelopeId, MailboxId};
+use postern_protocol::limits::{MAX_FETCH_ENVELOPES, MAX_FRAME_LEN};
+use postern_protocol::message::{Envelope, EnvelopeBody};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+use crate::metrics::Metrics;
+
+/// Database file name in the data directory.
+pub const DB_FILE: &str = "relay.redb";
+
+const MAILBOXES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("mailboxes");
+const SENDERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("senders");
+const ENVELOPES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("envelopes");
+const EXPIRY: TableDefinition<&[u8], &[u8]> = TableDefinition::new("expiry");
+const ENVELOPE_IDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("envelope_ids");
+const DIRECTORY: TableDefinition<&[u8], &[u8]> = TableDefinition::new("directory");
+const ONE_TIME: TableDefinition<&[u8], &[u8]> = TableDefinition::new("one_time");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+const REVOCATION_KEY: &str = "revocation_list";
+const REVOCATION_VERSION_KEY: &str = "revocation_version";
+
+/// Most expired envelopes one sweep operation deletes, so it never holds the writer long.
+const SWEEP_BATCH: usize = 2000;
+
+/// Storage failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// redb reported an error.
+    #[error("database error: {0}")]
+    Db(String),
+    /// A stored record did not decode (the file was damaged or tampered with).
+    #[error("corrupt record in table {0}")]
+    Corrupt(&'static str),
+    /// The writer thread is gone (the relay is shutting down).
+    #[error("storage writer stopped")]
+    WriterGone,
+}
+
+macro_rules! db_err {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Db(e.to_string())
+            }
+        }
+    )*};
+}
+db_err!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// A request's outcome: its value, or the error code the client gets.
+pub type OpResult<T> = Result<T, ErrorCode>;
+
+/// A directory entry and, if any were left, one one-time prekey.
+pub type TakenPrekeys = (Vec<u8>, Option<Vec<u8>>);
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct MailboxRecord {
+    /// Sender id, so the sender index can be cleaned up with the mailbox.
+    sender: [u8; 32],
+    /// Ed25519 key that must sign `OpenMailbox`.
+    owner: [u8; 32],
+    /// Envelopes waiting (for the quota).
+    count: u32,
+    /// Bytes of envelope bodies waiting (for the quota).
+    bytes: u64,
+    /// A send was refused for quota; tell the owner when space returns.
+    quota_hit: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct DirectoryRecord {
+    /// SHA-256 over a context and the publishing device key: only that device may replace
+    /// the entry. It is not a secret, only a binding.
+    owner_tag: [u8; 32],
+    /// Sealed entry, opaque to the relay.
+    entry: Vec<u8>,
+    /// Next one-time prekey sequence number (orders the one-time table).
+    next_seq: u64,
+    /// One-time prekeys held.
+    one_time: u32,
+}
+
+/// Outcome of a stored `Send`.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    /// Id of the new envelope.
+    pub id: EnvelopeId,
+    /// Its expiry (Unix seconds, on a minute boundary).
+    pub expires_at: u64,
+    /// The mailbox it went to (to push it to a subscriber).
+    pub recipient: MailboxId,
+}
+
+/// Outcome of an `Ack` or a sweep: what was deleted and which mailboxes have room again.
+#[derive(Debug, Clone, Default)]
+pub struct Deleted {
+    /// Envelopes deleted.
+    pub count: u32,
+    /// Mailboxes that had hit their quota and are below it again.
+    pub space_returned: Vec<MailboxId>,
+}
+
+/// Quotas the writer enforces.
+#[derive(Debug, Clone, Copy)]
+pub struct Quotas {
+    /// Most envelopes per mailbox.
+    pub max_envelopes: u32,
+    /// Most body bytes per mailbox.
+    pub max_bytes: u64,
+    /// Most one-time prekeys per directory entry.
+    pub max_one_time: u32,
+}
+
+enum Op {
+    CreateMailbox {
+        recipient: MailboxId,
+        sender: MailboxId,
+        owner: [u8; 32],
+        reply: oneshot::Sender<OpResult<()>>,
+    },
+    Send {
+        to: MailboxId,
+        expires_at: u64,
+        body: EnvelopeBody,
+        reply: oneshot::Sender<OpResult<Stored>>,
+    },
+    Ack {
+        recipient: MailboxId,
+        ids: Vec<EnvelopeId>,
+        reply: oneshot::Sender<OpResult<Deleted>>,
+    },
+    Sweep {
+        now: u64,
+        reply: oneshot::Sender<OpResult<Deleted>>,
+    },
+    Publish {
+        directory: DirectoryKey,
+        owner_tag: [u8; 32],
+        entry: Vec<u8>,
+        one_time: Vec<Vec<u8>>,
+        reply: oneshot::Sender<OpResult<u32>>,
+    },
+    TakePrekeys {
+        directory: DirectoryKey,
+        reply: oneshot::Sender<OpResult<TakenPrekeys>>,
+    },
+    PutRevocation {
+        version: u64,
+        list: Vec<u8>,
+        reply: oneshot::Sender<OpResult<()>>,
+    },
+}
+
+/// The relay's storage: a redb database and its writer thread.
+#[derive(Clone)]
+pub struct Store {
+    /// The database (reads happen on callers' threads).
+    db: Arc<Database>,
+    /// Queue to the writer thread.
+    ops: std_mpsc::SyncSender<Op>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Store")
+    }
+}
+
+fn envelope_key(recipient: &MailboxId, expires_at: u64, id: &EnvelopeId) -> [u8; 72] {
+    let mut k = [0u8; 72];
+    k[..32].copy_from_slice(recipient.as_bytes());
+    k[32..40].copy_from_slice(&expires_at.to_be_bytes());
+    k[40..].copy_from_slice(id.as_bytes());
+    k
+}
+
+fn expiry_key(expires_at: u64, recipient: &MailboxId, id: &EnvelopeId) -> [u8; 72] {
+    let mut k = [0u8; 72];
+    k[..8].copy_from_slice(&expires_at.to_be_bytes());
+    k[8..40].copy_from_slice(recipient.as_bytes());
+    k[40..].copy_from_slice(id.as_bytes());
+    k
+}
+
+fn one_time_key(directory: &DirectoryKey, seq: u64) -> [u8; 40] {
+    let mut k = [0u8; 40];
+    k[..32].copy_from_slice(directory.as_bytes());
+    k[32..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn arr32(b: &[u8], table: &'static str) -> Result<[u8; 32], StoreError> {
+    b.try_into().map_err(|_| StoreError::Corrupt(table))
+}
+
+fn decode<T: for<'a> Deserialize<'a>>(b: &[u8], table: &'static str) -> Result<T, StoreError> {
+    postcard::from_bytes(b).map_err(|_| StoreError::Corrupt(table))
+}
+
+fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
+    postcard::to_stdvec(v).map_err(|e| StoreError::Db(e.to_string()))
+}
+
+impl Store {
+    /// Opens (or creates) the database in `data_dir` and starts the writer thread.
+    pub fn open(
+        data_dir: &Path,
+        quotas: Quotas,
+        max_batch: usize,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, StoreError> {
+        let db = Database::create(data_dir.join(DB_FILE))?;
+        {
+            let txn = db.begin_write()?;
+            txn.open_table(MAILBOXES)?;
+            txn.open_table(SENDERS)?;
+            txn.open_table(ENVELOPES)?;
+            txn.open_table(EXPIRY)?;
+            txn.open_table(ENVELOPE_IDS)?;
+            txn.open_table(DIRECTORY)?;
+            txn.open_table(ONE_TIME)?;
+            txn.open_table(META)?;
+            txn.commit()?;
+        }
+        let db = Arc::new(db);
+        let (tx, rx) = std_mpsc::sync_channel(max_batch.max(1) * 4);
+        let writer_db = db.clone();
+        std::thread::Builder::new()
+            .name("postern-relay-writer".into())
+            .spawn(move || writer_loop(&writer_db, &rx, quotas, max_batch.max(1), &metrics))
+            .map_err(|e| StoreError::Db(e.to_string()))?;
+        Ok(Self { db, ops: tx })
+    }
+
+    async fn submit<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<OpResult<T>>) -> Op,
+    ) -> OpResult<T> {
+        let (tx, rx) = oneshot::channel();
+        let ops = self.ops.clone();
+        let op = make(tx);
+        // The queue is bounded; a full queue blocks this request (backpressure) without
+        // blocking the runtime thread.
+        let sent = match ops.try_send(op) {
+            Ok(()) => Ok(()),
+            Err(std_mpsc::TrySendError::Full(op)) => {
+                tokio::task::spawn_blocking(move || ops.send(op).map_err(|_| ()))
+                    .await
+                    .unwrap_or(Err(()))
+            }
+            Err(std_mpsc::TrySendError::Disconnected(_)) => Err(()),
+        };
+        if sent.is_err() {
+            return Err(ErrorCode::Unavailable);
+        }
+        rx.await.unwrap_or(Err(ErrorCode::Unavailable))
+    }
+
+    /// Creates a mailbox; `AlreadyExists` if either id is taken.
+    pub async fn create_mailbox(
+        &self,
+        recipient: MailboxId,
+        sender: MailboxId,
+        owner: [u8; 32],
+    ) -> OpResult<()> {
+        self.submit(|reply| Op::CreateMailbox {
+            recipient,
+            sender,
+            owner,
+            reply,
+        })
+        .await
+    }
+
+    /// Stores an envelope durably; answers after the commit.
+    pub async fn send(
+        &self,
+        to: MailboxId,
+        expires_at: u64,
+        body: EnvelopeBody,
+    ) -> OpResult<Stored> {
+        self.submit(|reply| Op::Send {
+            to,
+            expires_at,
+            body,
+            reply,
+        })
+        .await
+    }
+
+    /// Deletes envelopes of `recipient`; ids of other mailboxes or already gone are skipped.
+    pub async fn ack(&self, recipient: MailboxId, ids: Vec<EnvelopeId>) -> OpResult<Deleted> {
+        self.submit(|reply| Op::Ack {
+            recipient,
+            ids,
+            reply,
+        })
+        .await
+    }
+
+    /// Deletes up to one batch of envelopes expired at `now`.
+    pub async fn sweep(&self, now: u64) -> OpResult<Deleted> {
+        self.submit(|reply| Op::Sweep { now, reply }).await
+    }
+
+    /// Replaces a directory entry and adds one-time prekeys; returns how many are held.
+    pub async fn publish(
+        &self,
+        directory: DirectoryKey,
+        owner_tag: [u8; 32],
+        entry: Vec<u8>,
+        one_time: Vec<Vec<u8>>,
+    ) -> OpResult<u32> {
+        self.submit(|reply| Op::Publish {
+            directory,
+            owner_tag,
+            entry,
+            one_time,
+            reply,
+        })
+        .await
+    }
+
+    /// The entry and one one-time prekey, which is deleted as it is handed out.
+    pub async fn take_prekeys(&self, directory: DirectoryKey) -> OpResult<TakenPrekeys> {
+        self.submit(|reply| Op::TakePrekeys { directory, reply })
+            .await
+    }
+
+    /// Stores a revocation list (the caller has verified it is newer and valid).
+    pub async fn put_revocation(&self, version: u64, list: Vec<u8>) -> OpResult<()> {
+        self.submit(|reply| Op::PutRevocation {
+            version,
+            list,
+            reply,
+        })
+        .await
+    }
+
+    /// The mailbox's owner key and pending count, if it exists.
+    pub fn mailbox(&self, recipient: &MailboxId) -> Result<Option<([u8; 32], u32)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(MAILBOXES)?;
+        match t.get(recipient.as_bytes().as_slice())? {
+            Some(v) => {
+                let r: MailboxRecord = decode(v.value(), "mailboxes")?;
+                Ok(Some((r.owner, r.count)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Up to `limit` unexpired envelopes of `recipient`, in order of expiry, fitting one
+    /// frame; and whether more are waiting.
+    pub fn fetch(
+        &self,
+        recipient: &MailboxId,
+        limit: usize,
+        now: u64,
+    ) -> Result<(Vec<Envelope>, bool), StoreError> {
+        let limit = limit.clamp(1, MAX_FETCH_ENVELOPES);
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(ENVELOPES)?;
+        // Skip everything that expires at or before `now`: start the range after it.
+        let start = envelope_key(recipient, now.saturating_add(1), &EnvelopeId([0; 32]));
+        let end = envelope_key(recipient, u64::MAX, &EnvelopeId([0xff; 32]));
+        let mut out = Vec::new();
+        let mut budget = MAX_FRAME_LEN - 64;
+        for item in t.range(start.as_slice()..=end.as_slice())? {
+            let (k, v) = item?;
+            let k = k.value();
+            let body = v.value();
+            let cost = 32 + 10 + 5 + body.len();
+            if out.len() == limit || cost > budget {
+                return Ok((out, true));
+            }
+            budget -= cost;
+            let expires_at = u64::from_be_bytes(
+                k.get(32..40)
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or(StoreError::Corrupt("envelopes"))?,
+            );
+            let id = EnvelopeId(arr32(k.get(40..).unwrap_or_default(), "envelopes")?);
+            let body = Bytes::try_from(body).map_err(|_| StoreError::Corrupt("envelopes"))?;
+            out.push(Envelope {
+                id,
+                expires_at,
+                body,
+            });
+        }
+        Ok((out, false))
+    }
+
+    /// The stored revocation list, if any.
+    pub fn revocation_list(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(META)?;
+        Ok(t.get(REVOCATION_KEY)?.map(|v| v.value().to_vec()))
+    }
+
+    /// Aggregate counts for `stats`: mailboxes, envelopes, directory entries, one-time
+    /// prekeys.
+    pub fn counts(&self) -> Result<StoreCounts, StoreError> {
+        let txn = self.db.begin_read()?;
+        Ok(StoreCounts {
+            mailboxes: txn.open_table(MAILBOXES)?.len()?,
+            envelopes: txn.open_table(ENVELOPES)?.len()?,
+            directory_entries: txn.open_table(DIRECTORY)?.len()?,
+            one_time_prekeys: txn.open_table(ONE_TIME)?.len()?,
+        })
+    }
+
+    /// Envelope bodies currently stored, by size (bucket), for `stats` and the demo.
+    pub fn bucket_histogram(&self) -> Result<Vec<(usize, u64)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(ENVELOPES)?;
+        let mut hist = std::collections::BTreeMap::<usize, u64>::new();
+        for item in t.iter()? {
+            let (_, v) = item?;
+            *hist.entry(v.value().len()).or_default() += 1;
+        }
+        Ok(hist.into_iter().collect())
+    }
+}
+
+/// Aggregate counts of what the relay holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreCounts {
+    /// Mailboxes.
+    pub mailboxes: u64,
+    /// Envelopes waiting.
+    pub envelopes: u64,
+    /// Directory entries.
+    pub directory_entries: u64,
+    /// One-time prekeys held.
+    pub one_time_prekeys: u64,
+}
+
+/// A reply held until the batch commits.
+enum Pending {
+    Unit(oneshot::Sender<OpResult<()>>, OpResult<()>),
+    Stored(oneshot::Sender<OpResult<Stored>>, OpResult<Stored>),
+    Deleted(oneshot::Sender<OpResult<Deleted>>, OpResult<Deleted>),
+    Count(oneshot::Sender<OpResult<u32>>, OpResult<u32>),
+    Prekeys(
+        oneshot::Sender<OpResult<TakenPrekeys>>,
+        OpResult<TakenPrekeys>,
+    ),
+}
+
+impl Pending {
+    fn answer(self, commit_ok: bool) {
+        // A reply whose requester went away is simply dropped.
+        macro_rules! send {
+            ($tx:expr, $r:expr) => {{
+                let _ = $tx.send(if commit_ok {
+                    $r
+                } else {
+                    Err(ErrorCode::Internal)
+                });
+            }};
+        }
+        match self {
+            Pending::Unit(tx, r) => send!(tx, r),
+            Pending::Stored(tx, r) => send!(tx, r),
+            Pending::Deleted(tx, r) => send!(tx, r),
+            Pending::Count(tx, r) => send!(tx, r),
+            Pending::Prekeys(tx, r) => send!(tx, r),
+        }
+    }
+}
+
+fn writer_loop(
+    db: &Database,
+    rx: &std_mpsc::Receiver<Op>,
+    quotas: Quotas,
+    max_batch: usize,
+    metrics: &Metrics,
+) {
+    // Blocks for the first operation, then takes whatever else is already waiting.
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        let n = batch.len();
+        let mut pending = Vec::with_capacity(n);
+        let ok = match apply_batch(db, batch, quotas, &mut pending) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(error = %e, "storage commit failed; batch refused");
+                false
+            }
+        };
+        metrics.commit(n as u64);
+        for p in pending {
+            p.answer(ok);
+        }
+    }
+}
+
+fn apply_batch(
+    db: &Database,
+    batch: Vec<Op>,
+    quotas: Quotas,
+    pending: &mut Vec<Pending>,
+) -> Result<(), StoreError> {
+    let txn = db.begin_write()?;
+    {
+        let mut w = Writer {
+            mailboxes: txn.open_table(MAILBOXES)?,
+            senders: txn.open_table(SENDERS)?,
+            envelopes: txn.open_table(ENVELOPES)?,
+            expiry: txn.open_table(EXPIRY)?,
+            envelope_ids: txn.open_table(ENVELOPE_IDS)?,
+            directory: txn.open_table(DIRECTORY)?,
+            one_time: txn.open_table(ONE_TIME)?,
+            meta: txn.open_table(META)?,
+            quotas,
+        };
+        for op in batch {
+            // An operation that fails its own checks is answered with its error and
+            // changes nothing; a storage error aborts the whole batch (nothing commits).
+            match op {
+                Op::CreateMailbox {
+                    recipient,
+                    sender,
+                    owner,
+                    reply,
+                } => {
+                    let r = w.create_mailbox(recipient, sender, owner)?;
+                    pending.push(Pending::Unit(reply, r));
+                }
+                Op::Send {
+                    to,
+                    expires_at,
+                    body,
+                    reply,
+                } => {
+                    let r = w.send(to, expires_at, body.as_slice())?;
+                    pending.push(Pending::Stored(reply, r));
+                }
+                Op::Ack {
+                    recipient,
+                    ids,
+                    reply,
+                } => {
+                    let r = w.ack(recipient, &ids)?;
+                    pending.push(Pending::Deleted(reply, Ok(r)));
+                }
+                Op::Sweep { now, reply } => {
+                    let r = w.sweep(now)?;
+                    pending.push(Pending::Deleted(reply, Ok(r)));
+                }
+                Op::Publish {
+                    directory,
+                    owner_tag,
+                    entry,
+                    one_time,
+                    reply,
+                } => {
+                    let r = w.publish(directory, owner_tag, entry, one_time)?;
+                    pending.push(Pending::Count(reply, r));
+                }
+                Op::TakePrekeys { directory, reply } => {
+                    let r = w.take_prekeys(directory)?;
+                    pending.push(Pending::Prekeys(reply, r));
+                }
+                Op::PutRevocation {
+                    version,
+                    list,
+                    reply,
+                } => {
+                    // Only ever move forward, whatever order concurrent puts arrive in.
+                    let held = match w.meta.get(REVOCATION_VERSION_KEY)? {
+                        Some(v) => Some(u64::from_be_bytes(
+                            v.value()
+                                .try_into()
+                                .map_err(|_| StoreError::Corrupt("meta"))?,
+                        )),
+                        None => None,
+                    };
+                    if held.is_none_or(|h| h < version) {
+                        w.meta.insert(REVOCATION_KEY, list.as_slice())?;
+                        w.meta
+                            .insert(REVOCATION_VERSION_KEY, version.to_be_bytes().as_slice())?;
+                    }
+                    pending.push(Pending::Unit(reply, Ok(())));
+                }
+            }
+        }
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+struct Writer<'t> {
+    mailboxes: redb::Table<'t, &'static [u8], &'static [u8]>,
+    senders: redb::Table<'t, &'static [u8], &'static [u8]>,
+    envelopes: redb::Table<'t, &'static [u8], &'static [u8]>,
+    expiry: redb::Table<'t, &'static [u8], &'static [u8]>,
+    envelope_ids: redb::Table<'t, &'static [u8], &'static [u8]>,
+    directory: redb::Table<'t, &'static [u8], &'static [u8]>,
+    one_time: redb::Table<'t, &'static [u8], &'static [u8]>,
+    meta: redb::Table<'t, &'static str, &'static [u8]>,
+    quotas: Quotas,
+}
+
+impl Writer<'_> {
+    fn mailbox(&self, recipient: &MailboxId) -> Result<Option<MailboxRecord>, StoreError> {
+        match self.mailboxes.get(recipient.as_bytes().as_slice())? {
+            Some(v) => Ok(Some(decode(v.value(), "mailboxes")?)),
+            None => Ok(None),
+        }
+    }
+
+    fn put_mailbox(&mut self, recipient: &MailboxId, r: &MailboxRecord) -> Result<(), StoreError> {
+        self.mailboxes
+            .insert(recipient.as_bytes().as_slice(), encode(r)?.as_slice())?;
+        Ok(())
+    }
+
+    fn create_mailbox(
+        &mut self,
+        recipient: MailboxId,
+        sender: MailboxId,
+        owner: [u8; 32],
+    ) -> Result<OpResult<()>, StoreError> {
+        if self
+            .mailboxes
+            .get(recipient.as_bytes().as_slice())?
+            .is_some()
+            || self.senders.get(sender.as_bytes().as_slice())?.is_some()
+            || self.mailboxes.get(sender.as_bytes().as_slice())?.is_some()
+            || self.senders.get(recipient.as_bytes().as_slice())?.is_some()
+            || recipient == sender
+        {
+            return Ok(Err(ErrorCode::AlreadyExists));
+        }
+        let r = MailboxRecord {
+            sender: sender.0,
+            owner,
+            count: 0,
+            bytes: 0,
+            quota_hit: false,
+        };
+        self.put_mailbox(&recipient, &r)?;
+        self.senders.insert(
+            sender.as_bytes().as_slice(),
+            recipient.as_bytes().as_slice(),
+        )?;
+        Ok(Ok(()))
+    }
+
+    fn send(
+        &mut self,
+        to: MailboxId,
+        expires_at: u64,
+        body: &[u8],
+    ) -> Result<OpResult<Stored>, StoreError> {
+        let recipient = match self.senders.get(to.as_bytes().as_slice())? {
+            Some(v) => MailboxId(arr32(v.value(), "senders")?),
+            None => return Ok(Err(ErrorCode::NotFound)),
+        };
+        let Some(mut mb) = self.mailbox(&recipient)? else {
+            return Err(StoreError::Corrupt("mailboxes"));
+        };
+        let len = body.len() as u64;
+        if mb.count >= self.quotas.max_envelopes
+            || mb.bytes.saturating_add(len) > self.quotas.max_bytes
+        {
+            if !mb.quota_hit {
+                mb.quota_hit = true;
+                self.put_mailbox(&recipient, &mb)?;
+            }
+            return Ok(Err(ErrorCode::QuotaExceeded));
+        }
+        let id = EnvelopeId::random(&mut rand::rng());
+        self.envelopes
+            .insert(envelope_key(&recipient, expires_at, &id).as_slice(), body)?;
+        self.expiry.insert(
+            expiry_key(expires_at, &recipient, &id).as_slice(),
+            [].as_slice(),
+        )?;
+        let mut idx = [0u8; 40];
+        idx[..32].copy_from_slice(recipient.as_bytes());
+        idx[32..].copy_from_slice(&expires_at.to_be_bytes());
+        self.envelope_ids
+            .insert(id.as_bytes().as_slice(), idx.as_slice())?;
+        mb.count += 1;
+        mb.bytes += len;
+        self.put_mailbox(&recipient, &mb)?;
+        Ok(Ok(Stored {
+            id,
+            expires_at,
+            recipient,
+        }))
+    }
+
+    /// Removes one envelope from all three tables and the mailbox counters.
+    fn delete_envelope(
+        &mut self,
+        recipient: &MailboxId,
+        expires_at: u64,
+        id: &EnvelopeId,
+        deleted: &mut Deleted,
+    ) -> Result<(), StoreError> {
+        let removed_len = self
+            .envelopes
+            .remove(envelope_key(recipient, expires_at, id).as_slice())?
+            .map(|v| v.value().len() as u64);
+        self.expiry
+            .remove(expiry_key(expires_at, recipient, id).as_slice())?;
+        self.envelope_ids.remove(id.as_bytes().as_slice())?;
+        let Some(len) = removed_len else {
+            return Ok(());
+        };
+        deleted.count += 1;
+        if let Some(mut mb) = self.mailbox(recipient)? {
+            mb.count = mb.count.saturating_sub(1);
+            mb.bytes = mb.bytes.saturating_sub(len);
+            if mb.quota_hit
+                && mb.count < self.quotas.max_envelopes
+                && mb.bytes < self.quotas.max_bytes
+            {
+                mb.quota_hit = false;
+                if !deleted.space_returned.contains(recipient) {
+                    deleted.space_returned.push(*recipient);
+                }
+            }
+            self.put_mailbox(recipient, &mb)?;
+        }
+        Ok(())
+    }
+
+    fn ack(&mut self, recipient: MailboxId, ids: &[EnvelopeId]) -> Result<Deleted, StoreError> {
+        let mut deleted = Deleted::default();
+        for id in ids {
+            let idx = match self.envelope_ids.get(id.as_bytes().as_slice())? {
+                Some(v) => v.value().to_vec(),
+                None => continue,
+            };
+            let owner = MailboxId(arr32(idx.get(..32).unwrap_or_default(), "envelope_ids")?);
+            if owner != recipient {
+                // Not this mailbox's envelope: ignored, exactly as an unknown id.
+                continue;
+            }
+            let expires_at = u64::from_be_bytes(
+                idx.get(32..40)
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or(StoreError::Corrupt("envelope_ids"))?,
+            );
+            self.delete_envelope(&recipient, expires_at, id, &mut deleted)?;
+        }
+        Ok(deleted)
+    }
+
+    fn sweep(&mut self, now: u64) -> Result<Deleted, StoreError> {
+        let end = expiry_key(now, &MailboxId([0xff; 32]), &EnvelopeId([0xff; 32]));
+        let mut due = Vec::new();
+        for item in self.expiry.range(..=end.as_slice())? {
+            let (k, _) = item?;
+            due.push(k.value().to_vec());
+            if due.len() == SWEEP_BATCH {
+                break;
+            }
+        }
+        let mut deleted = Deleted::default();
+        for k in due {
+            if k.len() != 72 {
+                return Err(StoreError::Corrupt("expiry"));
+            }
+            let expires_at = u64::from_be_bytes(
+                k[..8]
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("expiry"))?,
+            );
+            let recipient = MailboxId(arr32(&k[8..40], "expiry")?);
+            let id = EnvelopeId(arr32(&k[40..], "expiry")?);
+            self.delete_envelope(&recipient, expires_at, &id, &mut deleted)?;
+        }
+        Ok(deleted)
+    }
+
+    fn publish(
+        &mut self,
+        directory: DirectoryKey,
+        owner_tag: [u8; 32],
+        entry: Vec<u8>,
+        one_time: Vec<Vec<u8>>,
+    ) -> Result<OpResult<u32>, StoreError> {
+        let key = directory.as_bytes().as_slice();
+        let existing: Option<DirectoryRecord> = match self.directory.get(key)? {
+            Some(v) => Some(decode(v.value(), "directory")?),
+            None => None,
+        };
+        let mut rec = match existing {
+            Some(r) if r.owner_tag != owner_tag => return Ok(Err(ErrorCode::Unauthorized)),
+            Some(r) => r,
+            None => DirectoryRecord {
+                owner_tag,
+                entry: Vec::new(),
+                next_seq: 0,
+                one_time: 0,
+            },
+        };
+        if rec.one_time as usize + one_time.len() > self.quotas.max_one_time as usize {
+            return Ok(Err(ErrorCode::QuotaExceeded));
+        }
+        rec.entry = entry;
+        for blob in one_time {
+            self.one_time.insert(
+                one_time_key(&directory, rec.next_seq).as_slice(),
+                blob.as_slice(),
+            )?;
+            rec.next_seq += 1;
+            rec.one_time += 1;
+        }
+        let held = rec.one_time;
+        self.directory.insert(key, encode(&rec)?.as_slice())?;
+        Ok(Ok(held))
+    }
+
+    fn take_prekeys(
+        &mut self,
+        directory: DirectoryKey,
+    ) -> Result<OpResult<TakenPrekeys>, StoreError> {
+        let key = directory.as_bytes().as_slice();
+        let mut rec: DirectoryRecord = match self.directory.get(key)? {
+            Some(v) => decode(v.value(), "directory")?,
+            None => return Ok(Err(ErrorCode::NotFound)),
+        };
+        let start = one_time_key(&directory, 0);
+        let end = one_time_key(&directory, u64::MAX);
+        let first = match self
+            .one_time
+            .range(start.as_slice()..=end.as_slice())?
+            .next()
+        {
+            Some(item) => {
+                let (k, v) = item?;
+                Some((k.value().to_vec(), v.value().to_vec()))
+            }
+            None => None,
+        };
+        let one_time = match first {
+            Some((k, v)) => {
+                self.one_time.remove(k.as_slice())?;
+                rec.one_time = rec.one_time.saturating_sub(1);
+                self.directory.insert(key, encode(&rec)?.as_slice())?;
+                Some(v)
+            }
+            None => None,
+        };
+        Ok(Ok((rec.entry, one_time)))
+    }
+}
+
+/// Builds an `Envelopes` list from fetched envelopes (kept here so the bound is checked
+/// where the frame budget is).
+pub fn bounded(envelopes: Vec<Envelope>) -> BoundedVec<Envelope, MAX_FETCH_ENVELOPES> {
+    BoundedVec::new(envelopes).unwrap_or_default()
+}
