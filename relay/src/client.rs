@@ -144,7 +144,10 @@ impl RelayConnection {
     }
 
     /// Authenticates with the member's certificate and device key.
-    pub async fn authenticate(&mut self, signer: &dyn DeviceSigner) -> Result<u32, ClientError> {
+    pub async fn authenticate(
+        &mut self,
+        signer: &(dyn DeviceSigner + Sync),
+    ) -> Result<u32, ClientError> {
         let signature = signer.sign(AUTHENTICATE_CONTEXT, &self.binding());
         let req = Request::Authenticate(Authenticate {
             certificate: Bytes::new(signer.certificate())

@@ -697,3 +697,51 @@ async fn the_connection_limit_refuses_extra_connections() {
     );
     relay.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn holds_a_thousand_authenticated_idle_connections() {
+    let org = Org::new();
+    let (_d, data) = relay_dir(&org, |_| {});
+    let relay = start(&data).await;
+    let p = pin(&data);
+    let member = std::sync::Arc::new(org.member("many-conns"));
+    let endpoint = postern_relay::client::client_endpoint(false).unwrap();
+    let mut conns = Vec::new();
+    for _ in 0..20 {
+        let mut batch = Vec::new();
+        for _ in 0..50 {
+            let (e, m, addr) = (endpoint.clone(), member.clone(), relay.local_addr);
+            batch.push(tokio::spawn(async move {
+                let mut c = RelayConnection::connect_on(&e, addr, p).await.unwrap();
+                c.authenticate(&*m).await.unwrap();
+                c
+            }));
+        }
+        for t in batch {
+            conns.push(t.await.unwrap());
+        }
+    }
+    let open = relay
+        .shared
+        .metrics
+        .connections_open
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(open, 1000);
+    // Every one of them still answers, and a new member gets in.
+    for c in conns.iter().step_by(97) {
+        assert!(matches!(
+            c.request(&Request::Ping(Ping { nonce: 3 })).await.unwrap(),
+            Response::Pong(_)
+        ));
+    }
+    let fresh = admitted(relay.local_addr, p, &org.member("late-comer")).await;
+    assert!(matches!(
+        fresh
+            .request(&Request::Ping(Ping { nonce: 4 }))
+            .await
+            .unwrap(),
+        Response::Pong(_)
+    ));
+    drop(conns);
+    relay.shutdown().await;
+}
