@@ -11,6 +11,7 @@
 //! hash of the publishing device key; the revocation list. No handle, sender, address or
 //! time of arrival.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
@@ -33,7 +34,6 @@ const MAILBOXES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("mailboxes
 const SENDERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("senders");
 const ENVELOPES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("envelopes");
 const EXPIRY: TableDefinition<&[u8], &[u8]> = TableDefinition::new("expiry");
-const ENVELOPE_IDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("envelope_ids");
 const DIRECTORY: TableDefinition<&[u8], &[u8]> = TableDefinition::new("directory");
 const ONE_TIME: TableDefinition<&[u8], &[u8]> = TableDefinition::new("one_time");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -199,11 +199,11 @@ impl std::fmt::Debug for Store {
     }
 }
 
-fn envelope_key(recipient: &MailboxId, expires_at: u64, id: &EnvelopeId) -> [u8; 72] {
-    let mut k = [0u8; 72];
+/// Envelopes are keyed by mailbox and id; the value is `expires_at (8, BE) || body`.
+fn envelope_key(recipient: &MailboxId, id: &EnvelopeId) -> [u8; 64] {
+    let mut k = [0u8; 64];
     k[..32].copy_from_slice(recipient.as_bytes());
-    k[32..40].copy_from_slice(&expires_at.to_be_bytes());
-    k[40..].copy_from_slice(id.as_bytes());
+    k[32..].copy_from_slice(id.as_bytes());
     k
 }
 
@@ -242,14 +242,16 @@ impl Store {
         max_batch: usize,
         metrics: Arc<Metrics>,
     ) -> Result<Self, StoreError> {
-        let db = Database::create(data_dir.join(DB_FILE))?;
+        // A bounded page cache: a relay runs on a small VPS.
+        let db = Database::builder()
+            .set_cache_size(64 * 1024 * 1024)
+            .create(data_dir.join(DB_FILE))?;
         {
             let txn = db.begin_write()?;
             txn.open_table(MAILBOXES)?;
             txn.open_table(SENDERS)?;
             txn.open_table(ENVELOPES)?;
             txn.open_table(EXPIRY)?;
-            txn.open_table(ENVELOPE_IDS)?;
             txn.open_table(DIRECTORY)?;
             txn.open_table(ONE_TIME)?;
             txn.open_table(META)?;
@@ -397,7 +399,7 @@ impl Store {
         }
     }
 
-    /// Up to `limit` unexpired envelopes of `recipient`, in order of expiry, fitting one
+    /// Up to `limit` unexpired envelopes of `recipient`, in id order, fitting one
     /// frame; and whether more are waiting.
     pub fn fetch(
         &self,
@@ -408,26 +410,29 @@ impl Store {
         let limit = limit.clamp(1, MAX_FETCH_ENVELOPES);
         let txn = self.db.begin_read()?;
         let t = txn.open_table(ENVELOPES)?;
-        // Skip everything that expires at or before `now`: start the range after it.
-        let start = envelope_key(recipient, now.saturating_add(1), &EnvelopeId([0; 32]));
-        let end = envelope_key(recipient, u64::MAX, &EnvelopeId([0xff; 32]));
+        let start = envelope_key(recipient, &EnvelopeId([0; 32]));
+        let end = envelope_key(recipient, &EnvelopeId([0xff; 32]));
         let mut out = Vec::new();
         let mut budget = MAX_FRAME_LEN - 64;
         for item in t.range(start.as_slice()..=end.as_slice())? {
             let (k, v) = item?;
-            let k = k.value();
-            let body = v.value();
+            let (k, v) = (k.value(), v.value());
+            let expires_at = u64::from_be_bytes(
+                v.get(..8)
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or(StoreError::Corrupt("envelopes"))?,
+            );
+            // Expired at or before `now`: never handed out (the sweeper deletes it).
+            if expires_at <= now {
+                continue;
+            }
+            let body = &v[8..];
             let cost = 32 + 10 + 5 + body.len();
             if out.len() == limit || cost > budget {
                 return Ok((out, true));
             }
             budget -= cost;
-            let expires_at = u64::from_be_bytes(
-                k.get(32..40)
-                    .and_then(|b| b.try_into().ok())
-                    .ok_or(StoreError::Corrupt("envelopes"))?,
-            );
-            let id = EnvelopeId(arr32(k.get(40..).unwrap_or_default(), "envelopes")?);
+            let id = EnvelopeId(arr32(k.get(32..).unwrap_or_default(), "envelopes")?);
             let body = Bytes::try_from(body).map_err(|_| StoreError::Corrupt("envelopes"))?;
             out.push(Envelope {
                 id,
@@ -572,7 +577,7 @@ fn apply_batch(
             senders: txn.open_table(SENDERS)?,
             envelopes: txn.open_table(ENVELOPES)?,
             expiry: txn.open_table(EXPIRY)?,
-            envelope_ids: txn.open_table(ENVELOPE_IDS)?,
+            mailbox_cache: HashMap::new(),
             directory: txn.open_table(DIRECTORY)?,
             one_time: txn.open_table(ONE_TIME)?,
             meta: txn.open_table(META)?,
@@ -650,6 +655,7 @@ fn apply_batch(
                 }
             }
         }
+        w.flush_mailboxes()?;
     }
     txn.commit()?;
     Ok(())
@@ -660,7 +666,8 @@ struct Writer<'t> {
     senders: redb::Table<'t, &'static [u8], &'static [u8]>,
     envelopes: redb::Table<'t, &'static [u8], &'static [u8]>,
     expiry: redb::Table<'t, &'static [u8], &'static [u8]>,
-    envelope_ids: redb::Table<'t, &'static [u8], &'static [u8]>,
+    /// Mailbox records read or changed in this batch, written once at its end.
+    mailbox_cache: HashMap<MailboxId, (MailboxRecord, bool)>,
     directory: redb::Table<'t, &'static [u8], &'static [u8]>,
     one_time: redb::Table<'t, &'static [u8], &'static [u8]>,
     meta: redb::Table<'t, &'static str, &'static [u8]>,
@@ -668,16 +675,33 @@ struct Writer<'t> {
 }
 
 impl Writer<'_> {
-    fn mailbox(&self, recipient: &MailboxId) -> Result<Option<MailboxRecord>, StoreError> {
-        match self.mailboxes.get(recipient.as_bytes().as_slice())? {
-            Some(v) => Ok(Some(decode(v.value(), "mailboxes")?)),
-            None => Ok(None),
+    fn mailbox(&mut self, recipient: &MailboxId) -> Result<Option<MailboxRecord>, StoreError> {
+        if let Some((r, _)) = self.mailbox_cache.get(recipient) {
+            return Ok(Some(r.clone()));
         }
+        let r: Option<MailboxRecord> = match self.mailboxes.get(recipient.as_bytes().as_slice())? {
+            Some(v) => Some(decode(v.value(), "mailboxes")?),
+            None => None,
+        };
+        if let Some(r) = &r {
+            self.mailbox_cache.insert(*recipient, (r.clone(), false));
+        }
+        Ok(r)
     }
 
     fn put_mailbox(&mut self, recipient: &MailboxId, r: &MailboxRecord) -> Result<(), StoreError> {
-        self.mailboxes
-            .insert(recipient.as_bytes().as_slice(), encode(r)?.as_slice())?;
+        self.mailbox_cache.insert(*recipient, (r.clone(), true));
+        Ok(())
+    }
+
+    /// Writes the mailbox records this batch changed.
+    fn flush_mailboxes(&mut self) -> Result<(), StoreError> {
+        for (id, (r, dirty)) in std::mem::take(&mut self.mailbox_cache) {
+            if dirty {
+                self.mailboxes
+                    .insert(id.as_bytes().as_slice(), encode(&r)?.as_slice())?;
+            }
+        }
         Ok(())
     }
 
@@ -737,17 +761,15 @@ impl Writer<'_> {
             return Ok(Err(ErrorCode::QuotaExceeded));
         }
         let id = EnvelopeId::random(&mut rand::rng());
+        let mut value = Vec::with_capacity(8 + body.len());
+        value.extend_from_slice(&expires_at.to_be_bytes());
+        value.extend_from_slice(body);
         self.envelopes
-            .insert(envelope_key(&recipient, expires_at, &id).as_slice(), body)?;
+            .insert(envelope_key(&recipient, &id).as_slice(), value.as_slice())?;
         self.expiry.insert(
             expiry_key(expires_at, &recipient, &id).as_slice(),
             [].as_slice(),
         )?;
-        let mut idx = [0u8; 40];
-        idx[..32].copy_from_slice(recipient.as_bytes());
-        idx[32..].copy_from_slice(&expires_at.to_be_bytes());
-        self.envelope_ids
-            .insert(id.as_bytes().as_slice(), idx.as_slice())?;
         mb.count += 1;
         mb.bytes += len;
         self.put_mailbox(&recipient, &mb)?;
@@ -758,24 +780,29 @@ impl Writer<'_> {
         }))
     }
 
-    /// Removes one envelope from all three tables and the mailbox counters.
+    /// Removes one envelope, its expiry entry and its share of the mailbox counters.
     fn delete_envelope(
         &mut self,
         recipient: &MailboxId,
-        expires_at: u64,
         id: &EnvelopeId,
         deleted: &mut Deleted,
     ) -> Result<(), StoreError> {
-        let removed_len = self
+        let removed = self
             .envelopes
-            .remove(envelope_key(recipient, expires_at, id).as_slice())?
-            .map(|v| v.value().len() as u64);
-        self.expiry
-            .remove(expiry_key(expires_at, recipient, id).as_slice())?;
-        self.envelope_ids.remove(id.as_bytes().as_slice())?;
-        let Some(len) = removed_len else {
+            .remove(envelope_key(recipient, id).as_slice())?
+            .map(|v| v.value().to_vec());
+        let Some(value) = removed else {
             return Ok(());
         };
+        let expires_at = u64::from_be_bytes(
+            value
+                .get(..8)
+                .and_then(|b| b.try_into().ok())
+                .ok_or(StoreError::Corrupt("envelopes"))?,
+        );
+        self.expiry
+            .remove(expiry_key(expires_at, recipient, id).as_slice())?;
+        let len = (value.len() - 8) as u64;
         deleted.count += 1;
         if let Some(mut mb) = self.mailbox(recipient)? {
             mb.count = mb.count.saturating_sub(1);
@@ -795,23 +822,10 @@ impl Writer<'_> {
     }
 
     fn ack(&mut self, recipient: MailboxId, ids: &[EnvelopeId]) -> Result<Deleted, StoreError> {
+        // Keys include the mailbox, so another mailbox's ids simply are not found.
         let mut deleted = Deleted::default();
         for id in ids {
-            let idx = match self.envelope_ids.get(id.as_bytes().as_slice())? {
-                Some(v) => v.value().to_vec(),
-                None => continue,
-            };
-            let owner = MailboxId(arr32(idx.get(..32).unwrap_or_default(), "envelope_ids")?);
-            if owner != recipient {
-                // Not this mailbox's envelope: ignored, exactly as an unknown id.
-                continue;
-            }
-            let expires_at = u64::from_be_bytes(
-                idx.get(32..40)
-                    .and_then(|b| b.try_into().ok())
-                    .ok_or(StoreError::Corrupt("envelope_ids"))?,
-            );
-            self.delete_envelope(&recipient, expires_at, id, &mut deleted)?;
+            self.delete_envelope(&recipient, id, &mut deleted)?;
         }
         Ok(deleted)
     }
@@ -831,14 +845,11 @@ impl Writer<'_> {
             if k.len() != 72 {
                 return Err(StoreError::Corrupt("expiry"));
             }
-            let expires_at = u64::from_be_bytes(
-                k[..8]
-                    .try_into()
-                    .map_err(|_| StoreError::Corrupt("expiry"))?,
-            );
             let recipient = MailboxId(arr32(&k[8..40], "expiry")?);
             let id = EnvelopeId(arr32(&k[40..], "expiry")?);
-            self.delete_envelope(&recipient, expires_at, &id, &mut deleted)?;
+            // Also drop the expiry entry itself, even if its envelope were already gone.
+            self.expiry.remove(k.as_slice())?;
+            self.delete_envelope(&recipient, &id, &mut deleted)?;
         }
         Ok(deleted)
     }

@@ -244,7 +244,7 @@ pub struct Sent {
 /// `Envelopes`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelopes {
-    /// Pending envelopes, oldest first.
+    /// Pending, unexpired envelopes, in no particular order.
     pub envelopes: BoundedVec<Envelope, MAX_FETCH_ENVELOPES>,
     /// Whether more are waiting.
     pub more: bool,

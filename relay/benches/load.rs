@@ -1,0 +1,510 @@
+//! Relay load benchmark over loopback QUIC. Prints, in one run on one machine:
+//!
+//! 1. the raw quinn request/response rate (1 KiB each way, one connection, 64 streams in
+//!    flight) — the transport's limit;
+//! 2. the raw redb group-commit rate (1 KiB envelopes, a batch per fdatasync) — the disk's
+//!    limit;
+//! 3. the relay (a real `postern-relay` process): N senders and N subscribed recipients,
+//!    1 KiB padded envelopes, each send acknowledged only once durable — messages per
+//!    second, p50/p99 send-to-delivery latency, relay RSS; then the latency again at half
+//!    that rate;
+//! 4. relay RSS with 1,000 authenticated idle connections.
+//!
+//! Run: `cargo bench -p postern-relay --bench load` (env BENCH_SECS, BENCH_PAIRS).
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use postern_identity::{DeviceKeyPair, Handle, OrgRoot, Role, SignalPublicKey};
+use postern_protocol::bytes::{Bytes, FixedBytes};
+use postern_protocol::ids::MailboxId;
+use postern_protocol::message::*;
+use postern_protocol::padding::pad;
+use postern_relay::client::{DeviceSigner, RelayConnection, client_endpoint};
+use postern_relay::config::{CONFIG_FILE, RelayConfig};
+use postern_relay::tls::{RelayIdentity, client_config, server_config};
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+
+fn secs() -> u64 {
+    std::env::var("BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5)
+}
+
+fn pairs() -> usize {
+    std::env::var("BENCH_PAIRS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(32)
+}
+
+// ---------- 1. raw quinn ----------
+
+async fn raw_quinn() -> f64 {
+    let identity = RelayIdentity::generate().unwrap();
+    let crypto = QuicServerConfig::try_from(server_config(&identity).unwrap()).unwrap();
+    let mut sc = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    let mut tc = quinn::TransportConfig::default();
+    tc.max_concurrent_bidi_streams(quinn::VarInt::from_u32(256));
+    sc.transport_config(Arc::new(tc));
+    let server = quinn::Endpoint::server(sc, "127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = server.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Some(inc) = server.accept().await {
+            tokio::spawn(async move {
+                let conn = inc.await.unwrap();
+                while let Ok((mut s, mut r)) = conn.accept_bi().await {
+                    tokio::spawn(async move {
+                        let req = r.read_to_end(4096).await.unwrap();
+                        s.write_all(&req).await.unwrap();
+                        let _ = s.finish();
+                    });
+                }
+            });
+        }
+    });
+    let crypto =
+        QuicClientConfig::try_from(client_config(identity.pin().unwrap()).unwrap()).unwrap();
+    let client = client_endpoint(false).unwrap();
+    let conn = client
+        .connect_with(
+            quinn::ClientConfig::new(Arc::new(crypto)),
+            addr,
+            "postern-relay",
+        )
+        .unwrap()
+        .await
+        .unwrap();
+    let done = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for _ in 0..64 {
+        let (conn, done, stop) = (conn.clone(), done.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let payload = vec![7u8; 1024];
+            while !stop.load(Ordering::Relaxed) {
+                let (mut s, mut r) = conn.open_bi().await.unwrap();
+                s.write_all(&payload).await.unwrap();
+                s.finish().unwrap();
+                r.read_to_end(4096).await.unwrap();
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    let start = Instant::now();
+    tokio::time::sleep(Duration::from_secs(secs())).await;
+    stop.store(true, Ordering::Relaxed);
+    let n = done.load(Ordering::Relaxed);
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    for t in tasks {
+        let _ = t.await;
+    }
+    rate
+}
+
+// ---------- 2. raw redb ----------
+
+fn raw_redb(dir: &Path, batch: usize) -> f64 {
+    const T: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("t");
+    let db = redb::Database::create(dir.join(format!("raw-{batch}.redb"))).unwrap();
+    let body = vec![0xabu8; 1024];
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < Duration::from_secs(secs()) {
+        let txn = db.begin_write().unwrap();
+        {
+            let mut t = txn.open_table(T).unwrap();
+            for _ in 0..batch {
+                // Same key shape as the relay: 72 bytes, random id part.
+                let mut k = [0u8; 72];
+                k[40..].copy_from_slice(&rand::random::<[u8; 32]>());
+                t.insert(k.as_slice(), body.as_slice()).unwrap();
+                n += 1;
+            }
+        }
+        txn.commit().unwrap(); // Durability::Immediate: fdatasync
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+// ---------- 2b. the relay's store alone (no QUIC) ----------
+
+async fn store_alone(dir: &Path, concurrency: usize) -> f64 {
+    use postern_relay::store::{Quotas, Store};
+    let d = dir.join(format!("store-{concurrency}"));
+    std::fs::create_dir_all(&d).unwrap();
+    let store = Store::open(
+        &d,
+        Quotas {
+            max_envelopes: u32::MAX,
+            max_bytes: u64::MAX,
+            max_one_time: 10,
+        },
+        512,
+        Arc::new(postern_relay::metrics::Metrics::default()),
+    )
+    .unwrap();
+    let (r, s) = (
+        MailboxId::random(&mut rand::rng()),
+        MailboxId::random(&mut rand::rng()),
+    );
+    store.create_mailbox(r, s, [1; 32]).await.unwrap();
+    let body: EnvelopeBody = Bytes::new(pad(&[0x42; 900]).unwrap()).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (store, stop, done, body) = (store.clone(), stop.clone(), done.clone(), body.clone());
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                store.send(s, u64::MAX, body.clone()).await.unwrap();
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    let start = Instant::now();
+    tokio::time::sleep(Duration::from_secs(secs())).await;
+    stop.store(true, Ordering::Relaxed);
+    let rate = done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64();
+    for t in tasks {
+        let _ = t.await;
+    }
+    store.close();
+    rate
+}
+
+// ---------- 3. the relay ----------
+
+struct Member {
+    cert: Vec<u8>,
+    device: DeviceKeyPair,
+}
+
+impl DeviceSigner for Member {
+    fn certificate(&self) -> Vec<u8> {
+        self.cert.clone()
+    }
+    fn sign(&self, context: &[u8], message: &[u8]) -> [u8; 64] {
+        self.device.sign(context, message)
+    }
+}
+
+fn member(root: &OrgRoot, handle: &str) -> Member {
+    let device = DeviceKeyPair::generate();
+    let mut signal = [5u8; 33];
+    signal[1..].copy_from_slice(&rand::random::<[u8; 32]>());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let cert = root
+        .issue_member_certificate(
+            Handle::new(handle).unwrap(),
+            Role::Courier,
+            SignalPublicKey::from_bytes(&signal).unwrap(),
+            device.public_key(),
+            now - 60,
+            now + 86_400,
+            rand::random(),
+        )
+        .unwrap();
+    Member {
+        cert: cert.encode(),
+        device,
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+struct Relay {
+    child: Child,
+    addr: SocketAddr,
+    pin: [u8; 32],
+}
+
+fn spawn_relay(dir: &Path, org: &OrgRoot) -> Relay {
+    let data = dir.join("relay");
+    postern_relay::relay::init(
+        &data,
+        &org.org_key().to_string(),
+        "127.0.0.1:0".parse().unwrap(),
+        None,
+    )
+    .unwrap();
+    let mut config = RelayConfig::load(&data).unwrap();
+    config.limits.requests_per_sec = 1_000_000;
+    config.limits.request_burst = 1_000_000;
+    config.limits.max_concurrent_requests = 256;
+    config.limits.mailbox_max_envelopes = 1_000_000;
+    config.limits.mailbox_max_bytes = 1 << 40;
+    std::fs::write(data.join(CONFIG_FILE), config.to_commented_toml()).unwrap();
+    let pin = postern_relay::relay::address(&data).unwrap().pin;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_postern-relay"))
+        .args(["run", "--data"])
+        .arg(&data)
+        .env("POSTERN_RELAY_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    use std::io::BufRead;
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    Relay { child, addr, pin }
+}
+
+struct LoadResult {
+    rate: f64,
+    p50_us: u64,
+    p99_us: u64,
+    delivered: usize,
+}
+
+/// `pairs` sender connections each sending to its own subscribed recipient, with
+/// `in_flight` sends outstanding per sender; `target_rate` (total per second) paces them
+/// if set.
+async fn relay_load(
+    relay: &Relay,
+    org: &OrgRoot,
+    pairs: usize,
+    in_flight: usize,
+    target_rate: Option<f64>,
+) -> LoadResult {
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(AtomicU64::new(0));
+    let latencies = Arc::new(std::sync::Mutex::new(Vec::<u64>::new()));
+    let epoch = Instant::now();
+    let mut tasks = Vec::new();
+    let body: EnvelopeBody = Bytes::new(pad(&[0x42; 900]).unwrap()).unwrap(); // 1 KiB bucket
+    for i in 0..pairs {
+        // Recipient: mailbox, subscription, records arrival times.
+        let rm = member(org, &format!("recipient-{i}"));
+        let mut rc = RelayConnection::connect_addr(relay.addr, relay.pin)
+            .await
+            .unwrap();
+        rc.authenticate(&rm).await.unwrap();
+        let owner = ed25519_dalek::SigningKey::from_bytes(&rand::random());
+        let (recipient, sender_id) = (
+            MailboxId::random(&mut rand::rng()),
+            MailboxId::random(&mut rand::rng()),
+        );
+        rc.request(&Request::CreateMailbox(CreateMailbox {
+            recipient,
+            sender: sender_id,
+            owner: FixedBytes(owner.verifying_key().to_bytes()),
+        }))
+        .await
+        .unwrap();
+        rc.open_mailbox(recipient, &owner).await.unwrap();
+        let mut pushes = rc.subscribe().await.unwrap();
+        let lat = latencies.clone();
+        let stop_r = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let _keep = rc;
+            while !stop_r.load(Ordering::Relaxed) {
+                match tokio::time::timeout(Duration::from_millis(200), pushes.next()).await {
+                    Ok(Ok(Some(Push::Envelope(e)))) => {
+                        // The send time travels in the (unencrypted, benchmark-only) body.
+                        let b = e.body.as_slice();
+                        let sent = u64::from_be_bytes(b[..8].try_into().unwrap());
+                        let now = epoch.elapsed().as_micros() as u64;
+                        lat.lock().unwrap().push(now.saturating_sub(sent));
+                    }
+                    Ok(Ok(Some(_))) | Err(_) => {}
+                    _ => break,
+                }
+            }
+        }));
+        // Sender.
+        let sm = Arc::new(member(org, &format!("sender-{i}")));
+        let mut sc = RelayConnection::connect_addr(relay.addr, relay.pin)
+            .await
+            .unwrap();
+        sc.authenticate(&*sm).await.unwrap();
+        let sc = Arc::new(sc);
+        for _ in 0..in_flight {
+            let (sc, stop, acked, body) = (sc.clone(), stop.clone(), acked.clone(), body.clone());
+            let per_task_interval =
+                target_rate.map(|r| Duration::from_secs_f64((pairs * in_flight) as f64 / r));
+            tasks.push(tokio::spawn(async move {
+                let mut next = Instant::now();
+                while !stop.load(Ordering::Relaxed) {
+                    if let Some(iv) = per_task_interval {
+                        next += iv;
+                        tokio::time::sleep_until(next.into()).await;
+                    }
+                    let mut b = body.clone().into_vec();
+                    b[..8].copy_from_slice(&(epoch.elapsed().as_micros() as u64).to_be_bytes());
+                    let req = Request::Send(SendEnvelope {
+                        to: sender_id,
+                        ttl_secs: 3600,
+                        body: Bytes::new(b).unwrap(),
+                    });
+                    if let Ok(Response::Sent(_)) = sc.request(&req).await {
+                        acked.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }));
+        }
+    }
+    // Warm up, then measure.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let a0 = acked.load(Ordering::Relaxed);
+    latencies.lock().unwrap().clear();
+    let start = Instant::now();
+    tokio::time::sleep(Duration::from_secs(secs())).await;
+    let n = acked.load(Ordering::Relaxed) - a0;
+    let elapsed = start.elapsed().as_secs_f64();
+    let mut lats = latencies.lock().unwrap().clone();
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+    }
+    lats.sort_unstable();
+    let pct = |p: f64| {
+        lats.get(((lats.len() as f64 * p) as usize).min(lats.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0)
+    };
+    LoadResult {
+        rate: n as f64 / elapsed,
+        p50_us: pct(0.50),
+        p99_us: pct(0.99),
+        delivered: lats.len(),
+    }
+}
+
+async fn idle_connections(relay: &Relay, org: &OrgRoot, n: usize) -> Vec<RelayConnection> {
+    let m = Arc::new(member(org, "idle-member"));
+    let endpoint = client_endpoint(false).unwrap();
+    let mut conns = Vec::with_capacity(n);
+    for chunk in 0..n.div_ceil(50) {
+        let mut batch = Vec::new();
+        for _ in 0..50.min(n - chunk * 50) {
+            let (e, m, addr, pin) = (endpoint.clone(), m.clone(), relay.addr, relay.pin);
+            batch.push(tokio::spawn(async move {
+                let mut c = RelayConnection::connect_on(&e, addr, pin).await.unwrap();
+                c.authenticate(&*m).await.unwrap();
+                c
+            }));
+        }
+        for t in batch {
+            conns.push(t.await.unwrap());
+        }
+    }
+    conns
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    println!(
+        "postern-relay load benchmark ({} s per measurement, {} sender/recipient pairs)",
+        secs(),
+        pairs()
+    );
+    println!(
+        "machine: {} cores; loopback; data dir on {}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        dir.path().display()
+    );
+
+    let quinn_rate = rt.block_on(raw_quinn());
+    println!("raw quinn request/response (1 KiB, 64 streams, 1 conn): {quinn_rate:>10.0} req/s");
+    let mut redb_best = 0f64;
+    for batch in [16, 64, 256] {
+        let r = raw_redb(dir.path(), batch);
+        redb_best = redb_best.max(r);
+        println!(
+            "raw redb group commit (1 KiB, {batch:>3} per fdatasync):      {r:>10.0} envelopes/s"
+        );
+    }
+
+    let store_rate = rt.block_on(store_alone(dir.path(), 256));
+    println!(
+        "relay store alone (256 concurrent sends, group commit):     {store_rate:>10.0} durable sends/s"
+    );
+
+    let org = OrgRoot::generate();
+    let mut relay = spawn_relay(dir.path(), &org);
+    let rss0 = rss_kib(relay.child.id());
+    let sat = rt.block_on(relay_load(&relay, &org, pairs(), 8, None));
+    let rss_load = rss_kib(relay.child.id());
+    println!(
+        "relay, saturating ({} pairs x 8 in flight): {:>10.0} durable sends/s, p50 {} us, p99 {} us send->delivery ({} deliveries sampled)",
+        pairs(),
+        sat.rate,
+        sat.p50_us,
+        sat.p99_us,
+        sat.delivered
+    );
+    let half = rt.block_on(relay_load(&relay, &org, pairs(), 8, Some(sat.rate / 2.0)));
+    println!(
+        "relay, half rate (target {:.0}/s):            {:>10.0} durable sends/s, p50 {} us, p99 {} us send->delivery ({} deliveries sampled)",
+        sat.rate / 2.0,
+        half.rate,
+        half.p50_us,
+        half.p99_us,
+        half.delivered
+    );
+    println!(
+        "relay RSS: {} KiB at start, {} KiB after load",
+        rss0, rss_load
+    );
+    let binding = quinn_rate * 0.5;
+    let disk = redb_best * 0.8;
+    let (limit_name, limit) = if binding < disk {
+        ("50% of raw quinn", binding)
+    } else {
+        ("80% of raw redb", disk)
+    };
+    println!(
+        "goal: durable sends/s >= {limit_name} = {limit:.0}/s -> {} ({:.0}% of quinn, {:.0}% of redb)",
+        if sat.rate >= limit { "met" } else { "NOT met" },
+        100.0 * sat.rate / quinn_rate,
+        100.0 * sat.rate / redb_best
+    );
+    println!(
+        "goal: p99 send->delivery < 5 ms at half rate -> {} ({} us)",
+        if half.p99_us < 5000 { "met" } else { "NOT met" },
+        half.p99_us
+    );
+
+    let conns = rt.block_on(idle_connections(&relay, &org, 1000));
+    std::thread::sleep(Duration::from_secs(1));
+    println!(
+        "relay RSS with {} authenticated idle connections: {} KiB",
+        conns.len(),
+        rss_kib(relay.child.id())
+    );
+    drop(conns);
+    let _ = relay.child.kill();
+    let _ = relay.child.wait();
+}
