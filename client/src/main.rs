@@ -4,12 +4,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use postern::member_cli::{MemberCommand, MemberContext};
 use postern::org::{OrgCommand, OrgContext};
 use postern::passphrase::PassphraseSource;
 
 /// Postern: end-to-end-encrypted, expiring messages about courier deliveries.
 #[derive(Debug, Parser)]
-#[command(name = "postern", version, about, long_about = None)]
+#[command(name = "postern", version, about, long_about = None, after_help = postern::member_cli::EXIT_CODES)]
 struct Cli {
     /// Directory holding Postern's state; for `org` commands, the org home with the
     /// encrypted org root.
@@ -35,6 +36,9 @@ enum Command {
     /// member's enrollment request with `org enroll`.
     #[command(subcommand)]
     Org(OrgCommand),
+    /// Member commands: init, enroll, send, inbox, watch, contacts, verify, status, wipe.
+    #[command(flatten)]
+    Member(MemberCommand),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +59,21 @@ fn main() -> ExitCode {
                 },
             };
             match postern::org::run(cmd, &ctx, &mut std::io::stdout().lock()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("postern: {err}");
+                    ExitCode::from(err.exit_code())
+                }
+            }
+        }
+        Command::Member(cmd) => {
+            let ctx = MemberContext {
+                home: cli.home,
+                passphrase: PassphraseSource {
+                    file: cli.passphrase_file,
+                },
+            };
+            match postern::member_cli::run(cmd, &ctx, &mut std::io::stdout().lock()) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
                     eprintln!("postern: {err}");

@@ -1,0 +1,388 @@
+//! The org directory as members see it: how a handle becomes a relay directory key, how
+//! entries and one-time prekeys are sealed under the org directory key, and how a fetched
+//! entry is verified before anything in it is trusted. Specified, with test vectors, in
+//! `protocol-spec/CLIENT.md`.
+//!
+//! The relay stores only opaque blobs under keyed hashes: without the org directory key
+//! it learns no handle, role or certificate.
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use hkdf::Hkdf;
+use hmac::{Hmac, Mac};
+use postern_e2e::{OneTimePreKey, PublicPreKeys, decode_one_time_prekey, decode_public_prekeys};
+use postern_identity::{
+    DirectoryKey as OrgDirectoryKey, MemberCertificate, OrgKey, RevocationList, TrustError,
+    verify_member,
+};
+use postern_protocol::ids::{DirectoryKey, MailboxId};
+use sha2::Sha256;
+use zeroize::Zeroizing;
+
+/// Prefix of the HMAC input that turns a handle into a directory key.
+pub const LOOKUP_LABEL: &[u8] = b"postern/1 directory\0";
+/// HKDF-SHA-256 `info` of the key that seals directory blobs.
+pub const SEAL_INFO: &[u8] = b"postern/1 directory seal\0";
+/// Associated-data label of a sealed directory entry.
+pub const ENTRY_LABEL: &[u8] = b"postern/1 directory entry\0";
+/// Associated-data label of a sealed one-time prekey.
+pub const ONE_TIME_LABEL: &[u8] = b"postern/1 directory one-time\0";
+/// First byte of every sealed blob.
+pub const SEALED_VERSION: u8 = 1;
+/// First byte of an entry's plaintext.
+pub const ENTRY_VERSION: u8 = 1;
+/// Nonce length (XChaCha20-Poly1305).
+pub const NONCE_LEN: usize = 24;
+/// Bytes a sealed blob adds to its plaintext: version, nonce, tag.
+pub const SEAL_OVERHEAD: usize = 1 + NONCE_LEN + 16;
+
+/// A directory entry or one-time prekey failed verification.
+#[derive(Debug, thiserror::Error)]
+pub enum DirectoryError {
+    /// The AEAD tag does not verify: altered, moved from another handle, or another
+    /// org's.
+    #[error(
+        "it does not authenticate under the org directory key (altered, or moved from another handle)"
+    )]
+    Tampered,
+    /// The decrypted structure is malformed.
+    #[error("it is malformed: {0}")]
+    Malformed(&'static str),
+    /// The member certificate inside does not verify, is another org's, expired or revoked.
+    #[error("its member certificate is refused: {0}")]
+    Certificate(TrustError),
+    /// The certificate names another handle than the one looked up.
+    #[error("its certificate is for {found}, not {expected}")]
+    HandleMismatch {
+        /// Handle looked up.
+        expected: String,
+        /// Handle in the certificate.
+        found: String,
+    },
+    /// The prekeys' identity key is not the certified one.
+    #[error("its prekeys are signed by an identity key other than the certified one")]
+    IdentityMismatch,
+    /// The prekeys do not decode or their signatures do not verify.
+    #[error("its prekeys are invalid: {0}")]
+    Prekeys(postern_e2e::bundle::BundleError),
+}
+
+/// Which kind of blob is sealed (it goes into the associated data, so one kind cannot be
+/// passed off as the other).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobKind {
+    /// The directory entry.
+    Entry,
+    /// A one-time prekey.
+    OneTime,
+}
+
+impl BlobKind {
+    fn label(self) -> &'static [u8] {
+        match self {
+            BlobKind::Entry => ENTRY_LABEL,
+            BlobKind::OneTime => ONE_TIME_LABEL,
+        }
+    }
+}
+
+/// `HMAC-SHA-256(org directory key, LOOKUP_LABEL || handle)`.
+pub fn lookup_key(org: &OrgDirectoryKey, handle: &str) -> DirectoryKey {
+    // HMAC accepts keys of any length.
+    let mut mac = match <Hmac<Sha256> as Mac>::new_from_slice(org.as_bytes()) {
+        Ok(m) => m,
+        Err(_) => unreachable_hmac(),
+    };
+    mac.update(LOOKUP_LABEL);
+    mac.update(handle.as_bytes());
+    DirectoryKey(mac.finalize().into_bytes().into())
+}
+
+#[allow(clippy::panic)]
+fn unreachable_hmac() -> ! {
+    panic!("HMAC-SHA-256 accepts every key length")
+}
+
+fn seal_key(org: &OrgDirectoryKey) -> Zeroizing<[u8; 32]> {
+    let mut key = Zeroizing::new([0u8; 32]);
+    // 32 bytes is always a valid HKDF-SHA-256 output length.
+    let _ = Hkdf::<Sha256>::new(None, org.as_bytes()).expand(SEAL_INFO, key.as_mut());
+    key
+}
+
+fn aad(kind: BlobKind, lookup: &DirectoryKey) -> Vec<u8> {
+    [kind.label(), lookup.as_bytes().as_slice()].concat()
+}
+
+/// Seals `plaintext` with a given nonce (fresh random ones in [`seal`]; fixed ones only
+/// for test vectors): `SEALED_VERSION || nonce || ciphertext-with-tag`.
+pub fn seal_with_nonce(
+    org: &OrgDirectoryKey,
+    lookup: &DirectoryKey,
+    kind: BlobKind,
+    plaintext: &[u8],
+    nonce: [u8; NONCE_LEN],
+) -> Result<Vec<u8>, DirectoryError> {
+    let key = seal_key(org);
+    let ct = XChaCha20Poly1305::new(key.as_ref().into())
+        .encrypt(
+            XNonce::from_slice(&nonce),
+            Payload {
+                msg: plaintext,
+                aad: &aad(kind, lookup),
+            },
+        )
+        .map_err(|_| DirectoryError::Malformed("cannot encrypt"))?;
+    Ok([&[SEALED_VERSION][..], &nonce, &ct].concat())
+}
+
+/// Seals `plaintext` under a fresh random nonce.
+pub fn seal(
+    org: &OrgDirectoryKey,
+    lookup: &DirectoryKey,
+    kind: BlobKind,
+    plaintext: &[u8],
+) -> Result<Vec<u8>, DirectoryError> {
+    let nonce: [u8; NONCE_LEN] = rand::random();
+    seal_with_nonce(org, lookup, kind, plaintext, nonce)
+}
+
+/// Opens a sealed blob found under `lookup`.
+pub fn open(
+    org: &OrgDirectoryKey,
+    lookup: &DirectoryKey,
+    kind: BlobKind,
+    sealed: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, DirectoryError> {
+    if sealed.len() < SEAL_OVERHEAD {
+        return Err(DirectoryError::Malformed("truncated"));
+    }
+    if sealed[0] != SEALED_VERSION {
+        return Err(DirectoryError::Malformed("unknown version"));
+    }
+    let (nonce, ct) = sealed[1..].split_at(NONCE_LEN);
+    let key = seal_key(org);
+    XChaCha20Poly1305::new(key.as_ref().into())
+        .decrypt(
+            XNonce::from_slice(nonce),
+            Payload {
+                msg: ct,
+                aad: &aad(kind, lookup),
+            },
+        )
+        .map(Zeroizing::new)
+        .map_err(|_| DirectoryError::Tampered)
+}
+
+/// What a directory entry holds, before verification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryContent {
+    /// The encoded member certificate.
+    pub certificate: Vec<u8>,
+    /// The sender id of the member's mailbox.
+    pub sender: MailboxId,
+    /// `postern_e2e::encode_public_prekeys` bytes.
+    pub prekeys: Vec<u8>,
+}
+
+impl EntryContent {
+    /// `ENTRY_VERSION || u16 BE certificate length || certificate || sender id (32) ||
+    /// public prekeys (rest)`.
+    pub fn encode(&self) -> Result<Vec<u8>, DirectoryError> {
+        let len = u16::try_from(self.certificate.len())
+            .map_err(|_| DirectoryError::Malformed("certificate too long"))?;
+        let mut out = Vec::with_capacity(3 + self.certificate.len() + 32 + self.prekeys.len());
+        out.push(ENTRY_VERSION);
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(&self.certificate);
+        out.extend_from_slice(self.sender.as_bytes());
+        out.extend_from_slice(&self.prekeys);
+        Ok(out)
+    }
+
+    /// Parses [`Self::encode`].
+    pub fn decode(bytes: &[u8]) -> Result<Self, DirectoryError> {
+        let bad = DirectoryError::Malformed;
+        let (&version, rest) = bytes.split_first().ok_or(bad("empty"))?;
+        if version != ENTRY_VERSION {
+            return Err(bad("unknown entry version"));
+        }
+        if rest.len() < 2 {
+            return Err(bad("truncated"));
+        }
+        let (len, rest) = rest.split_at(2);
+        let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
+        if rest.len() < len + 32 {
+            return Err(bad("truncated"));
+        }
+        let (certificate, rest) = rest.split_at(len);
+        let (sender, prekeys) = rest.split_at(32);
+        let mut id = [0u8; 32];
+        id.copy_from_slice(sender);
+        Ok(Self {
+            certificate: certificate.to_vec(),
+            sender: MailboxId(id),
+            prekeys: prekeys.to_vec(),
+        })
+    }
+}
+
+/// A directory entry that passed every check.
+#[derive(Debug, Clone)]
+pub struct VerifiedEntry {
+    /// The member's certificate: this org's, valid now, not revoked, for the handle
+    /// looked up.
+    pub certificate: MemberCertificate,
+    /// Where to deliver to the member.
+    pub sender: MailboxId,
+    /// The member's long-lived public prekeys, signed by the certified identity key.
+    pub prekeys: PublicPreKeys,
+}
+
+/// Opens and verifies the entry found for `handle`: it authenticates under the org
+/// directory key and `handle`'s lookup key; its certificate decodes, is `org`'s, valid at
+/// `now` and not on `revocations`; it names `handle`; and the prekeys are signed by the
+/// Signal identity key the certificate names.
+pub fn verify_entry(
+    directory_key: &OrgDirectoryKey,
+    org: &OrgKey,
+    revocations: &RevocationList,
+    handle: &str,
+    sealed: &[u8],
+    now: u64,
+) -> Result<VerifiedEntry, DirectoryError> {
+    let lookup = lookup_key(directory_key, handle);
+    let plain = open(directory_key, &lookup, BlobKind::Entry, sealed)?;
+    let content = EntryContent::decode(&plain)?;
+    let certificate =
+        MemberCertificate::decode(&content.certificate).map_err(DirectoryError::Certificate)?;
+    verify_member(&certificate, org, revocations, now).map_err(DirectoryError::Certificate)?;
+    let named = certificate.body().handle.as_str();
+    if named != handle {
+        return Err(DirectoryError::HandleMismatch {
+            expected: handle.to_owned(),
+            found: named.to_owned(),
+        });
+    }
+    let prekeys = decode_public_prekeys(&content.prekeys).map_err(DirectoryError::Prekeys)?;
+    if prekeys.identity.serialize().as_ref()
+        != certificate.body().signal_identity_key.to_bytes().as_slice()
+    {
+        return Err(DirectoryError::IdentityMismatch);
+    }
+    Ok(VerifiedEntry {
+        certificate,
+        sender: content.sender,
+        prekeys,
+    })
+}
+
+/// Opens a one-time prekey handed out with `handle`'s entry.
+pub fn open_one_time(
+    directory_key: &OrgDirectoryKey,
+    handle: &str,
+    sealed: &[u8],
+) -> Result<OneTimePreKey, DirectoryError> {
+    let lookup = lookup_key(directory_key, handle);
+    let plain = open(directory_key, &lookup, BlobKind::OneTime, sealed)?;
+    decode_one_time_prekey(&plain).map_err(DirectoryError::Prekeys)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    const SPEC: &str = include_str!("../../protocol-spec/CLIENT.md");
+
+    fn vector_key() -> OrgDirectoryKey {
+        OrgDirectoryKey::from_bytes(&[0x44; 32])
+    }
+
+    /// The test vectors of `protocol-spec/CLIENT.md`, recomputed.
+    fn vectors() -> Vec<(&'static str, String)> {
+        let org = vector_key();
+        let lookup = lookup_key(&org, "alice");
+        let content = EntryContent {
+            certificate: vec![0xc0; 4],
+            sender: MailboxId([0x22; 32]),
+            prekeys: vec![0x9e; 3],
+        };
+        let plain = content.encode().unwrap();
+        let entry = seal_with_nonce(&org, &lookup, BlobKind::Entry, &plain, [0x55; 24]).unwrap();
+        let one =
+            seal_with_nonce(&org, &lookup, BlobKind::OneTime, b"one-time", [0x66; 24]).unwrap();
+        vec![
+            ("lookup key", hex::encode(lookup.as_bytes())),
+            ("seal key", hex::encode(*seal_key(&org))),
+            ("entry plaintext", hex::encode(&plain)),
+            ("sealed entry", hex::encode(&entry)),
+            ("sealed one-time", hex::encode(&one)),
+        ]
+    }
+
+    #[test]
+    fn spec_vectors_match_the_code() {
+        for (name, hex) in vectors() {
+            assert!(
+                SPEC.contains(&hex),
+                "CLIENT.md lacks the {name} vector {hex}"
+            );
+        }
+    }
+
+    #[test]
+    fn blobs_are_bound_to_their_handle_and_kind() {
+        let org = vector_key();
+        let alice = lookup_key(&org, "alice");
+        let bob = lookup_key(&org, "bob");
+        assert_ne!(alice, bob);
+        let sealed = seal(&org, &alice, BlobKind::Entry, b"entry").unwrap();
+        assert_eq!(
+            open(&org, &alice, BlobKind::Entry, &sealed)
+                .unwrap()
+                .as_slice(),
+            b"entry"
+        );
+        assert!(matches!(
+            open(&org, &bob, BlobKind::Entry, &sealed),
+            Err(DirectoryError::Tampered)
+        ));
+        assert!(matches!(
+            open(&org, &alice, BlobKind::OneTime, &sealed),
+            Err(DirectoryError::Tampered)
+        ));
+        let other = OrgDirectoryKey::from_bytes(&[0x45; 32]);
+        assert!(open(&other, &alice, BlobKind::Entry, &sealed).is_err());
+        let mut flipped = sealed.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 1;
+        assert!(matches!(
+            open(&org, &alice, BlobKind::Entry, &flipped),
+            Err(DirectoryError::Tampered)
+        ));
+        assert!(open(&org, &alice, BlobKind::Entry, &sealed[..10]).is_err());
+    }
+
+    #[test]
+    fn entry_content_round_trips_and_rejects_truncation() {
+        let c = EntryContent {
+            certificate: vec![1; 300],
+            sender: MailboxId([7; 32]),
+            prekeys: vec![9; 1000],
+        };
+        let bytes = c.encode().unwrap();
+        assert_eq!(EntryContent::decode(&bytes).unwrap(), c);
+        for cut in [0, 1, 2, 3, 302, 333] {
+            assert!(EntryContent::decode(&bytes[..cut]).is_err(), "cut {cut}");
+        }
+    }
+
+    #[test]
+    #[ignore = "prints the vectors for protocol-spec/CLIENT.md"]
+    fn print_vectors() {
+        for (name, hex) in vectors() {
+            println!("{name}: {hex}");
+        }
+    }
+}
