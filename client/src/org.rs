@@ -125,9 +125,9 @@ pub struct EnrollArgs {
 pub struct RevokeArgs {
     /// The member's handle.
     pub handle: String,
-    /// Push the new list to the org's relays. Not available yet: this build has no relay
-    /// client, so the command refuses and changes nothing. Without it the list is written
-    /// to <home>/revocations.bin for you to distribute.
+    /// Also push the list to every relay of the org descriptor (it authenticates itself;
+    /// no member account is needed). The list is written to <home>/revocations.bin
+    /// either way; members pick it up from the relay when they next connect.
     #[arg(long)]
     pub publish: bool,
 }
@@ -234,11 +234,23 @@ pub enum OrgError {
     /// The descriptor is full.
     #[error("the org descriptor already lists {MAX_RELAYS} relays, the most it can")]
     TooManyRelays,
-    /// `--publish` without a relay client.
+    /// `--publish` with no relay in the descriptor.
     #[error(
-        "publishing needs the Postern relay, which this version of postern cannot reach yet: nothing was changed. Run the command without --publish; it writes the new list to {0} for you to distribute"
+        "the org descriptor lists no relay to publish to: add one with `postern org relay add`, then run `postern org revoke {0} --publish` again (the list is already written)"
     )]
-    PublishUnavailable(PathBuf),
+    NoRelayToPublish(String),
+    /// `--publish` reached no relay.
+    #[error(
+        "the revocation list (version {version}) is written to {path} but no relay accepted it: {reasons}. Check the relays are running and reachable, then run the command again with --publish"
+    )]
+    PublishFailed {
+        /// Version of the list.
+        version: u64,
+        /// Where it was written.
+        path: PathBuf,
+        /// What each relay said.
+        reasons: String,
+    },
     /// The output file exists.
     #[error("{0} already exists: choose another --out (refusing to overwrite)")]
     OutputExists(PathBuf),
@@ -824,9 +836,6 @@ fn revoke(
     out: &mut dyn Write,
 ) -> Result<(), OrgError> {
     let org = home.org_key()?;
-    if args.publish {
-        return Err(OrgError::PublishUnavailable(home.path(REVOCATIONS_FILE)));
-    }
     let _lock = home.lock()?;
     let current = home.revocations(&org)?;
     let serials: Vec<u64> = home
@@ -850,6 +859,9 @@ fn revoke(
             args.handle,
             current.version()
         )?;
+        if args.publish {
+            publish(home, &org, &current, &args.handle, out)?;
+        }
         return Ok(());
     }
     let secrets = home.unlock(passphrase, &org)?;
@@ -873,10 +885,88 @@ fn revoke(
         next.version(),
         home.path(REVOCATIONS_FILE).display()
     )?;
-    writeln!(
-        out,
-        "It is NOT published: this version of postern cannot reach relays yet. Distribute the file to relays and members; they refuse any older list."
-    )?;
+    if args.publish {
+        publish(home, &org, &next, &args.handle, out)?;
+    } else {
+        writeln!(
+            out,
+            "It is NOT published yet: run `postern org revoke {} --publish` when a relay is reachable. Relays and members refuse any older list.",
+            args.handle
+        )?;
+    }
+    Ok(())
+}
+
+/// Offers `list` to every relay of the org descriptor (no admission needed: the list
+/// authenticates itself). Succeeds if at least one relay holds it afterwards.
+fn publish(
+    home: &OrgHome,
+    org: &OrgKey,
+    list: &RevocationList,
+    handle: &str,
+    out: &mut dyn Write,
+) -> Result<(), OrgError> {
+    use postern_protocol::message::{PutRevocationList, Request, Response};
+    let descriptor = home.descriptor(org)?;
+    let relays: Vec<postern_protocol::RelayAddress> = descriptor
+        .body()
+        .relays
+        .as_slice()
+        .iter()
+        .map(|a| postern_protocol::RelayAddress {
+            pin: *a.pin(),
+            host: a.host().to_owned(),
+            port: a.port(),
+        })
+        .collect();
+    if relays.is_empty() {
+        return Err(OrgError::NoRelayToPublish(handle.to_owned()));
+    }
+    let request = match postern_protocol::Bytes::new(list.encode()) {
+        Ok(bytes) => Request::PutRevocationList(PutRevocationList { list: bytes }),
+        Err(_) => {
+            return Err(OrgError::PublishFailed {
+                version: list.version(),
+                path: home.path(REVOCATIONS_FILE),
+                reasons: "the list is larger than a relay accepts".into(),
+            });
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut accepted = 0;
+    let mut reasons = Vec::new();
+    for address in &relays {
+        let outcome = runtime.block_on(async {
+            let conn = postern_relay::client::RelayConnection::connect(address).await?;
+            let r = conn.request(&request).await;
+            conn.close().await;
+            r
+        });
+        match outcome {
+            Ok(Response::RevocationListAccepted(a)) => {
+                accepted += 1;
+                writeln!(
+                    out,
+                    "Published to {address}: the relay holds version {}.",
+                    a.version
+                )?;
+            }
+            Ok(_) => reasons.push(format!("{address}: unexpected answer")),
+            Err(e) => {
+                writeln!(out, "Not published to {address}: {e}")?;
+                reasons.push(format!("{address}: {e}"));
+            }
+        }
+    }
+    if accepted == 0 {
+        return Err(OrgError::PublishFailed {
+            version: list.version(),
+            path: home.path(REVOCATIONS_FILE),
+            reasons: reasons.join("; "),
+        });
+    }
     Ok(())
 }
 

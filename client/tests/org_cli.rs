@@ -215,18 +215,13 @@ fn an_admin_goes_from_nothing_to_a_sealed_member_bundle() {
         "{table}"
     );
 
-    // --publish refuses and changes nothing.
-    let before = snapshot(&org.home);
+    // --publish when no relay is reachable: the list is written, and the command fails
+    // and says so (the relay in this org's descriptor does not exist).
     let (_, err) = org.fails(Some(PASS), &["org", "revoke", "courier-7", "--publish"]);
     assert!(
-        err.contains("relay") && err.contains("nothing was changed"),
+        err.contains("no relay accepted") && err.contains("version 2"),
         "{err}"
     );
-    assert_eq!(snapshot(&org.home), before);
-
-    let out = org.ok(&["org", "revoke", "courier-7"]);
-    assert!(out.contains("version 2"), "{out}");
-    assert!(out.contains("NOT published"), "{out}");
     let members = members_json(&org);
     let alice_row = members.iter().find(|m| m["handle"] == "courier-7").unwrap();
     assert_eq!(alice_row["status"], "revoked");
@@ -604,4 +599,57 @@ fn a_damaged_org_home_is_reported_and_not_trusted() {
     let (code, _) = org.fails(Some(PASS), &["org", "relay", "add", &relay_address()]);
     assert_eq!(code, 3);
     assert_eq!(snapshot(&org.home), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoke_publish_reaches_a_real_relay() {
+    use postern_protocol::message::{Request, Response};
+    let org = Org::new();
+    let org_key = org.init();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("relay");
+    postern_relay::relay::init(
+        &data,
+        &org_key.to_string(),
+        "127.0.0.1:0".parse().unwrap(),
+        None,
+    )
+    .unwrap();
+    let running = postern_relay::relay::start(&data).await.unwrap();
+    let mut address = postern_relay::relay::address(&data).unwrap();
+    address.port = running.local_addr.port();
+    let address = address.to_string();
+    let org2 = org;
+    let out = tokio::task::spawn_blocking(move || {
+        org2.ok(&["org", "relay", "add", &address]);
+        let alice = member("courier-9");
+        std::fs::write(org2.path("alice.req"), alice.request.encode()).unwrap();
+        org2.ok(&[
+            "org",
+            "enroll",
+            &org2.path("alice.req"),
+            "--role",
+            "courier",
+            "--out",
+            &org2.path("alice.bundle"),
+        ]);
+        org2.ok(&["org", "revoke", "courier-9", "--publish"])
+    })
+    .await
+    .unwrap();
+    assert!(out.contains("Published to"), "{out}");
+    let conn = postern_relay::client::RelayConnection::connect_addr(
+        running.local_addr,
+        postern_relay::relay::address(&data).unwrap().pin,
+    )
+    .await
+    .unwrap();
+    let Response::RevocationList(l) = conn.request(&Request::GetRevocationList).await.unwrap()
+    else {
+        panic!()
+    };
+    let held = RevocationList::decode(l.list.unwrap().as_slice()).unwrap();
+    assert_eq!(held.version(), 2);
+    conn.close().await;
+    running.shutdown().await;
 }

@@ -54,6 +54,9 @@ pub fn client_endpoint(ipv6: bool) -> Result<Endpoint, ClientError> {
     Endpoint::client(bind).map_err(|e| ClientError::Connect(e.to_string()))
 }
 
+/// How long the QUIC handshake may take (an unreachable relay answers nothing at all).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How long one request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -113,10 +116,17 @@ impl RelayConnection {
         transport.keep_alive_interval(Some(Duration::from_secs(10)));
         config.transport_config(Arc::new(transport));
         let endpoint = endpoint.clone();
-        let conn = endpoint
+        let connecting = endpoint
             .connect_with(config, addr, "postern-relay")
-            .map_err(|e| ClientError::Connect(e.to_string()))?
+            .map_err(|e| ClientError::Connect(e.to_string()))?;
+        let conn = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
             .await
+            .map_err(|_| {
+                ClientError::Connect(format!(
+                    "no answer from {addr} within {} s",
+                    CONNECT_TIMEOUT.as_secs()
+                ))
+            })?
             .map_err(|e| ClientError::Connect(e.to_string()))?;
         let mut exporter = [0u8; EXPORTER_LEN];
         conn.export_keying_material(&mut exporter, EXPORTER_LABEL, b"")
