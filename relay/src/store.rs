@@ -462,6 +462,24 @@ impl Store {
         })
     }
 
+    /// The earliest expiry of any stored envelope (Unix seconds), if any is stored.
+    pub fn earliest_expiry(&self) -> Result<Option<u64>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(EXPIRY)?;
+        let first = t.first()?;
+        match first {
+            Some((k, _)) => {
+                let k = k.value();
+                Ok(Some(u64::from_be_bytes(
+                    k.get(..8)
+                        .and_then(|b| b.try_into().ok())
+                        .ok_or(StoreError::Corrupt("expiry"))?,
+                )))
+            }
+            None => Ok(None),
+        }
+    }
+
     /// Envelope bodies currently stored, by size (bucket), for `stats` and the demo.
     pub fn bucket_histogram(&self) -> Result<Vec<(usize, u64)>, StoreError> {
         let txn = self.db.begin_read()?;
