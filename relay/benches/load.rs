@@ -436,6 +436,21 @@ fn main() {
         dir.path().display()
     );
 
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("idle") {
+        let org = OrgRoot::generate();
+        let mut relay = spawn_relay(dir.path(), &org);
+        let rss0 = rss_kib(relay.child.id());
+        let conns = rt.block_on(idle_connections(&relay, &org, 1000));
+        std::thread::sleep(Duration::from_secs(1));
+        println!(
+            "relay RSS: {rss0} KiB at start, {} KiB with {} authenticated idle connections",
+            rss_kib(relay.child.id()),
+            conns.len()
+        );
+        let _ = relay.child.kill();
+        let _ = relay.child.wait();
+        return;
+    }
     let quinn_rate = rt.block_on(raw_quinn());
     println!("raw quinn request/response (1 KiB, 64 streams, 1 conn): {quinn_rate:>10.0} req/s");
     let mut redb_best = 0f64;
