@@ -1,18 +1,35 @@
-//! `postern demo`: walks through what Postern can do today, step by step, on real code.
+//! `postern demo`: one delivery through its whole life, on the real code.
 //!
-//! At this stage that is the wire protocol: version negotiation, envelope padding,
-//! framing and the refusal of hostile frames. The client issue turns this into the full
-//! relay-and-delivery demonstration.
+//! In a temporary directory it starts a relay on 127.0.0.1 (in process, real QUIC),
+//! makes an org (an org root, descriptor and revocation list, as `postern org` does),
+//! enrolls a coordinator and a courier (real vaults, with the insecure fast key
+//! derivation: it is a demo), runs a delivery from creation to confirmation with a
+//! wrong hand-off code refused on the way and text messages both ways, shows what the
+//! relay holds (counts and padded sizes only), and removes everything.
+//!
+//! The script is thin: every step is a call to [`crate::member`] or
+//! [`crate::delivery`]. [`DemoWorld`] (relay + org) is public so tests can use the same
+//! set-up.
 
 use std::io::Write;
+use std::path::{Path, PathBuf};
 
-use postern_protocol::bytes::{BoundedVec, Bytes};
-use postern_protocol::frame::{self, encode_frame};
-use postern_protocol::ids::MailboxId;
-use postern_protocol::limits::{MAX_FRAME_LEN, PADDING_BUCKETS};
-use postern_protocol::message::{Hello, Request, SendEnvelope};
-use postern_protocol::padding::{pad, unpad};
-use postern_protocol::version::{SUPPORTED_VERSIONS, negotiate};
+use postern_deliveries::{Amount, Currency, DeliveryId, FamilyRef, HandoffCode, Status};
+use postern_e2e::KdfParams;
+use postern_e2e::sender_certificate::{
+    SealedSenderKeys, generate_sealed_sender_keys, issue_sender_certificate,
+};
+use postern_identity::descriptor::OrgDescriptorBody;
+use postern_identity::encoding::BoundedVec;
+use postern_identity::enrollment::bundle_body;
+use postern_identity::{
+    DirectoryKey, OrgDescriptor, OrgRoot, Policy, RelayAddress, RevocationList, RevocationListBody,
+    Role, SignalPublicKey,
+};
+use postern_relay::relay;
+
+use crate::delivery::{Deliveries, DeliveryError, NewDeliveryRequest, Update};
+use crate::member::{Member, MemberError, unix_now};
 
 /// The demo failed.
 #[derive(Debug, thiserror::Error)]
@@ -20,9 +37,25 @@ pub enum DemoError {
     /// Writing to the output failed.
     #[error("could not write output: {0}")]
     Output(#[from] std::io::Error),
-    /// A protocol step did not behave as specified (a bug).
-    #[error("protocol check failed: {0}")]
+    /// Setting up the relay or the org failed.
+    #[error("setting up the demo failed: {0}")]
+    Setup(String),
+    /// A member operation failed.
+    #[error(transparent)]
+    Member(#[from] MemberError),
+    /// A delivery operation failed.
+    #[error(transparent)]
+    Delivery(#[from] DeliveryError),
+    /// A demo value was refused (a bug).
+    #[error(transparent)]
+    Value(#[from] postern_deliveries::ValueError),
+    /// A step did not behave as it should (a bug).
+    #[error("demo check failed: {0}")]
     Check(String),
+}
+
+fn setup<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> DemoError {
+    move |e| DemoError::Setup(format!("{what}: {e}"))
 }
 
 fn check(ok: bool, what: &str) -> Result<(), DemoError> {
@@ -33,116 +66,443 @@ fn check(ok: bool, what: &str) -> Result<(), DemoError> {
     }
 }
 
-/// Runs the demo, writing its narration to `out`.
-pub fn run(out: &mut impl Write) -> Result<(), DemoError> {
-    writeln!(
-        out,
-        "Postern demo — the wire protocol (relay and clients are not built yet)"
-    )?;
-    writeln!(out)?;
+/// A throwaway org with a relay on loopback, for the demo and tests: the org root is
+/// held in memory and members are enrolled directly (what `postern org enroll` does,
+/// without the org home on disk).
+pub struct DemoWorld {
+    /// Where the relay and the member homes live.
+    dir: PathBuf,
+    /// The org root (in memory: a demo).
+    root: OrgRoot,
+    /// Issues members' sealed-sender certificates.
+    sealed_sender: SealedSenderKeys,
+    /// The org directory key members receive.
+    directory_key: DirectoryKey,
+    /// The signed org descriptor naming the relay.
+    descriptor: OrgDescriptor,
+    /// The signed (empty) revocation list.
+    revocations: RevocationList,
+    /// The running relay.
+    relay: relay::Running,
+}
 
-    writeln!(out, "1. A client offers protocol versions [2, 1] in Hello.")?;
-    let offered = [2u16, 1];
-    let hello = Request::Hello(Hello {
-        versions: BoundedVec::new(offered.to_vec()).map_err(|e| DemoError::Check(e.to_string()))?,
-    });
-    let hello_frame = encode_frame(&hello).map_err(|e| DemoError::Check(e.to_string()))?;
-    writeln!(
-        out,
-        "   Hello frame ({} bytes): {}",
-        hello_frame.len(),
-        hex::encode(&hello_frame)
-    )?;
-    let chosen = negotiate(&offered);
-    writeln!(
-        out,
-        "   The relay supports {SUPPORTED_VERSIONS:?} and chooses {chosen:?}."
-    )?;
-    check(chosen == Some(1), "negotiation")?;
+impl std::fmt::Debug for DemoWorld {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DemoWorld")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
 
-    writeln!(out)?;
-    writeln!(
-        out,
-        "2. Envelope bodies are padded to fixed buckets {PADDING_BUCKETS:?} bytes,"
-    )?;
-    writeln!(out, "   so message length leaks only the bucket:")?;
-    for len in [12usize, 900, 1023, 1024, 5000, 40_000] {
-        let body = pad(&vec![0xab; len]).map_err(|e| DemoError::Check(e.to_string()))?;
-        let back = unpad(&body).map_err(|e| DemoError::Check(e.to_string()))?;
-        check(back.len() == len, "unpad")?;
-        writeln!(
-            out,
-            "   {len:>6} bytes of ciphertext -> {:>6} bytes on the wire",
-            body.len()
-        )?;
+impl DemoWorld {
+    /// Makes an org and starts its relay on 127.0.0.1 (a free port), under `dir`.
+    pub async fn start(dir: &Path, policy: Policy) -> Result<Self, DemoError> {
+        let root = OrgRoot::generate();
+        let org = root.org_key();
+        let data = dir.join("relay");
+        relay::init(
+            &data,
+            &org.to_string(),
+            std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            None,
+        )
+        .map_err(setup("relay init"))?;
+        let running = relay::start(&data).await.map_err(setup("relay start"))?;
+        let pin = relay::address(&data).map_err(setup("relay address"))?.pin;
+        let address = RelayAddress::new(pin, "127.0.0.1", running.local_addr.port())
+            .map_err(setup("relay address"))?;
+        let sealed_sender = generate_sealed_sender_keys().map_err(setup("sealed sender"))?;
+        let descriptor = root
+            .sign_descriptor(OrgDescriptorBody {
+                org,
+                version: 1,
+                relays: BoundedVec::new(vec![address])
+                    .map_err(|_| DemoError::Setup("descriptor: relay list".into()))?,
+                sealed_sender_trust_root: SignalPublicKey::from_bytes(
+                    &sealed_sender.trust_root_public,
+                )
+                .map_err(setup("trust root"))?,
+                policy,
+            })
+            .map_err(setup("descriptor"))?;
+        let revocations = root
+            .sign_revocations(
+                RevocationListBody::new(org, 1, vec![]).map_err(setup("revocations"))?,
+            )
+            .map_err(setup("revocations"))?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            root,
+            sealed_sender,
+            directory_key: DirectoryKey::generate(),
+            descriptor,
+            revocations,
+            relay: running,
+        })
     }
 
-    writeln!(out)?;
-    writeln!(
-        out,
-        "3. A Send request carries only the destination's sender id, a TTL and the"
-    )?;
-    writeln!(out, "   padded body: no sender, no name.")?;
-    let mut rng = rand::rng();
-    let to = MailboxId::random(&mut rng);
-    let body =
-        Bytes::new(pad(b"sealed-sender ciphertext").map_err(|e| DemoError::Check(e.to_string()))?)
-            .map_err(|e| DemoError::Check(e.to_string()))?;
-    let send = Request::Send(SendEnvelope {
-        to,
-        ttl_secs: 3600,
-        body,
-    });
-    let send_frame = encode_frame(&send).map_err(|e| DemoError::Check(e.to_string()))?;
-    writeln!(out, "   to {to}")?;
-    writeln!(
-        out,
-        "   frame: {} bytes; header {}",
-        send_frame.len(),
-        hex::encode(&send_frame[..4])
-    )?;
-    let decoded = frame::split_frame(&send_frame)
-        .and_then(frame::decode_request)
-        .map_err(|e| DemoError::Check(e.to_string()))?;
-    check(decoded == send, "send round trip")?;
-    writeln!(out, "   decoded back to the same request.")?;
+    /// The running relay (its store's counts, for the demo and tests).
+    pub fn relay(&self) -> &relay::Running {
+        &self.relay
+    }
 
-    writeln!(out)?;
-    writeln!(
-        out,
-        "4. Hostile frames are refused with typed errors, before any allocation:"
-    )?;
-    let oversized = ((MAX_FRAME_LEN as u32) + 1).to_be_bytes();
-    let err = frame::split_frame(&oversized).err();
-    writeln!(
-        out,
-        "   length prefix {} -> {}",
-        MAX_FRAME_LEN + 1,
-        describe(err.as_ref())
-    )?;
-    check(err.is_some(), "oversized refused")?;
-    let err = frame::split_frame(&send_frame[..send_frame.len() - 7]).err();
-    writeln!(out, "   truncated Send -> {}", describe(err.as_ref()))?;
-    check(err.is_some(), "truncated refused")?;
-    let err = frame::decode_request(&[0x42, 0x00]).err();
-    writeln!(
-        out,
-        "   unknown request kind 0x42 -> {}",
-        describe(err.as_ref())
-    )?;
-    check(err.is_some(), "unknown refused")?;
+    /// The home directory a member `handle` gets.
+    pub fn home(&self, handle: &str) -> PathBuf {
+        self.dir.join(handle)
+    }
 
-    writeln!(out)?;
+    /// Creates a member (vault with `kdf` under `passphrase`) and enrolls them with
+    /// `role`, as `postern init` + `postern org enroll` + `postern enroll` do.
+    pub async fn enroll(
+        &self,
+        handle: &str,
+        role: Role,
+        passphrase: &[u8],
+        kdf: KdfParams,
+    ) -> Result<Member, DemoError> {
+        let (mut member, request) = Member::init(&self.home(handle), handle, passphrase, kdf)?;
+        let now = unix_now();
+        let not_after = now + 30 * 86_400;
+        let req = request.body();
+        let serial = loop {
+            let s: u64 = rand::random();
+            if s != 0 {
+                break s;
+            }
+        };
+        let cert = self
+            .root
+            .issue_member_certificate(
+                req.handle.clone(),
+                role,
+                req.signal_identity_key,
+                req.device_key,
+                now.saturating_sub(300),
+                not_after,
+                serial,
+            )
+            .map_err(setup("certificate"))?;
+        let sender = issue_sender_certificate(
+            &self.sealed_sender,
+            req.handle.as_str(),
+            &req.signal_identity_key.to_bytes(),
+            not_after,
+        )
+        .map_err(setup("sender certificate"))?;
+        let bundle = self
+            .root
+            .sign_bundle(
+                bundle_body(
+                    self.root.org_key(),
+                    &request,
+                    cert,
+                    sender,
+                    self.descriptor.clone(),
+                    self.revocations.clone(),
+                    self.directory_key.clone(),
+                )
+                .map_err(setup("bundle"))?,
+            )
+            .map_err(setup("bundle"))?;
+        let sealed = bundle.seal(&request).map_err(setup("bundle"))?;
+        member
+            .enroll(&sealed, Some(self.root.org_key()), &|_| {})
+            .await?;
+        Ok(member)
+    }
+
+    /// Stops the relay gracefully.
+    pub async fn shutdown(self) {
+        self.relay.shutdown().await;
+    }
+}
+
+/// Runs the demo, writing its narration to `out`.
+pub fn run(out: &mut impl Write) -> Result<(), DemoError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(setup("tokio"))?;
+    let tmp = tempfile::Builder::new()
+        .prefix("postern-demo-")
+        .tempdir()
+        .map_err(setup("temporary directory"))?;
+    let result = rt.block_on(script(tmp.path(), out));
+    let shown = tmp.path().display().to_string();
+    tmp.close()
+        .map_err(setup("removing the temporary directory"))?;
+    result?;
+    writeln!(out, "Removed {shown}: relay data and both vaults are gone.")?;
+    Ok(())
+}
+
+const PASS: &[u8] = b"demo passphrase, not a secret";
+
+fn relay_holdings(world: &DemoWorld, out: &mut impl Write) -> Result<(), DemoError> {
+    let store = &world.relay().shared.store;
+    let c = store.counts().map_err(setup("relay counts"))?;
     writeln!(
         out,
-        "Done. Next: `cargo test` runs the test suite; protocol-spec/SPEC.md has the bytes."
+        "   The relay holds: {} mailboxes, {} envelopes, {} directory entries, {} one-time prekeys.",
+        c.mailboxes, c.envelopes, c.directory_entries, c.one_time_prekeys
+    )?;
+    let hist = store.bucket_histogram().map_err(setup("relay buckets"))?;
+    if hist.is_empty() {
+        writeln!(
+            out,
+            "   No envelope is waiting: every message was fetched, acknowledged and deleted."
+        )?;
+    }
+    for (size, n) in hist {
+        writeln!(
+            out,
+            "   {n} envelope(s) of exactly {size} bytes (padded bucket)"
+        )?;
+    }
+    writeln!(
+        out,
+        "   That is all it can see: no sender, no handle, no content, no delivery details."
     )?;
     Ok(())
 }
 
-fn describe(err: Option<&postern_protocol::DecodeError>) -> String {
-    match err {
-        Some(e) => format!("{e} (error code {})", e.code().number()),
-        None => "accepted (unexpected)".to_owned(),
+fn show(
+    out: &mut impl Write,
+    who: &str,
+    d: &Deliveries<'_>,
+    id: &DeliveryId,
+) -> Result<Status, DemoError> {
+    let s = d.show(id)?;
+    let mut line = format!("   {who} sees: {}", s.status);
+    if s.failed_handoff_attempts > 0 {
+        line.push_str(&format!(
+            ", {} wrong hand-off code(s)",
+            s.failed_handoff_attempts
+        ));
     }
+    if s.flagged {
+        line.push_str(", FLAGGED");
+    }
+    writeln!(out, "{line}")?;
+    Ok(s.status)
+}
+
+async fn script(dir: &Path, out: &mut impl Write) -> Result<(), DemoError> {
+    writeln!(
+        out,
+        "Postern demo: one courier delivery, end to end, on the real code."
+    )?;
+    writeln!(out, "Working in {}", dir.display())?;
+    writeln!(out)?;
+
+    writeln!(out, "1. An org and its relay")?;
+    let world = DemoWorld::start(dir, Policy::default()).await?;
+    writeln!(
+        out,
+        "   Relay listening on 127.0.0.1:{} (QUIC, pinned key); org root created in memory.",
+        world.relay().local_addr.port()
+    )?;
+    writeln!(out)?;
+
+    writeln!(out, "2. Two staff members enroll")?;
+    writeln!(
+        out,
+        "   WARNING: the vaults use the insecure fast key derivation, to keep the demo quick. Real vaults use Argon2id (64 MiB)."
+    )?;
+    let kdf = KdfParams::insecure_for_tests();
+    let coord = world
+        .enroll("coord-seoul", Role::Coordinator, PASS, kdf)
+        .await?;
+    let courier = world.enroll("courier-7", Role::Courier, PASS, kdf).await?;
+    writeln!(
+        out,
+        "   coord-seoul (coordinator) and courier-7 (courier) are enrolled."
+    )?;
+    let cc = coord.connect().await?;
+    let kc = courier.connect().await?;
+    let mut cd = Deliveries::open(&coord)?;
+    let mut kd = Deliveries::open(&courier)?;
+    writeln!(out)?;
+
+    writeln!(out, "3. coord-seoul creates a delivery for courier-7")?;
+    let created = cd
+        .create(
+            &cc,
+            NewDeliveryRequest {
+                courier: "courier-7".into(),
+                family: FamilyRef::new("F-1042")?,
+                amount: Amount::parse("1500.50", Currency::new("USD")?)?,
+                deadline: unix_now() + 3 * 86_400,
+                coordinators: vec![],
+            },
+        )
+        .await?;
+    let id = created.id;
+    writeln!(
+        out,
+        "   Delivery {id}: family F-1042, 1500.50 USD, deadline in 3 days."
+    )?;
+    writeln!(
+        out,
+        "   Hand-off code, shown only to the coordinator: {}",
+        created.code.display_grouped()
+    )?;
+    writeln!(
+        out,
+        "   (In real use it reaches the family out of band, never the courier. Only a salted commitment stays on coord-seoul's device.)"
+    )?;
+    writeln!(
+        out,
+        "   Events sent end to end encrypted to: {}",
+        created.delivered.sent_to.join(", ")
+    )?;
+    coord
+        .send_text(&cc, "courier-7", "Pick-up at the usual place, 18:00.", None)
+        .await?;
+    writeln!(
+        out,
+        "   coord-seoul -> courier-7: \"Pick-up at the usual place, 18:00.\""
+    )?;
+    relay_holdings(&world, out)?;
+    writeln!(out)?;
+
+    writeln!(out, "4. courier-7 syncs, picks up, and is on the way")?;
+    kd.sync(&kc).await?;
+    for m in courier.messages()? {
+        if m.content_type == postern_e2e::ContentType::Text {
+            writeln!(
+                out,
+                "   courier-7 reads from {}: \"{}\"",
+                m.sender,
+                String::from_utf8_lossy(&m.body)
+            )?;
+        }
+    }
+    show(out, "courier-7", &kd, &id)?;
+    check(!kd.holds_secret(&id), "the courier holds no commitment")?;
+    writeln!(out, "   courier-7 holds no commitment and no code.")?;
+    kd.update(&kc, &id, Update::PickedUp).await?;
+    courier
+        .send_text(&kc, "coord-seoul", "Picked up. Leaving now.", None)
+        .await?;
+    writeln!(
+        out,
+        "   courier-7 -> coord-seoul: \"Picked up. Leaving now.\""
+    )?;
+    kd.update(&kc, &id, Update::InTransit).await?;
+    cd.sync(&cc).await?;
+    show(out, "coord-seoul", &cd, &id)?;
+    writeln!(out)?;
+
+    writeln!(out, "5. At the hand-off, a misheard code")?;
+    let wrong = loop {
+        let c = HandoffCode::generate();
+        if c != created.code {
+            break c;
+        }
+    };
+    writeln!(
+        out,
+        "   courier-7 enters {} (wrong).",
+        wrong.display_grouped()
+    )?;
+    kd.handoff(&kc, &id, wrong).await?;
+    show(out, "courier-7", &kd, &id)?;
+    cd.sync(&cc).await?;
+    writeln!(
+        out,
+        "   coord-seoul's client checks it against the commitment: refused, and tells the courier."
+    )?;
+    show(out, "coord-seoul", &cd, &id)?;
+    kd.sync(&kc).await?;
+    show(out, "courier-7", &kd, &id)?;
+    writeln!(out)?;
+
+    writeln!(out, "6. The family reads the code again; the right one")?;
+    kd.handoff(&kc, &id, created.code.clone()).await?;
+    writeln!(out, "   courier-7 enters the code the family reads out.")?;
+    show(out, "courier-7", &kd, &id)?;
+    cd.sync(&cc).await?;
+    writeln!(
+        out,
+        "   coord-seoul's client verifies it and confirms the delivery."
+    )?;
+    let c_final = show(out, "coord-seoul", &cd, &id)?;
+    kd.sync(&kc).await?;
+    let k_final = show(out, "courier-7", &kd, &id)?;
+    check(c_final == Status::Confirmed, "coordinator sees confirmed")?;
+    check(k_final == c_final, "both sides agree")?;
+    courier
+        .send_text(
+            &kc,
+            "coord-seoul",
+            "Family confirmed receipt. Heading back.",
+            None,
+        )
+        .await?;
+    cd.sync(&cc).await?;
+    for m in coord.messages()? {
+        if m.content_type == postern_e2e::ContentType::Text {
+            writeln!(
+                out,
+                "   coord-seoul reads from {}: \"{}\"",
+                m.sender,
+                String::from_utf8_lossy(&m.body)
+            )?;
+        }
+    }
+    writeln!(out)?;
+
+    writeln!(
+        out,
+        "7. Final state, as both members derive it from the events they hold"
+    )?;
+    let cs = cd.show(&id)?;
+    let ks = kd.show(&id)?;
+    check(
+        cs.status == ks.status
+            && cs.failed_handoff_attempts == ks.failed_handoff_attempts
+            && cs.flagged == ks.flagged
+            && cs.courier == ks.courier,
+        "both views agree",
+    )?;
+    writeln!(
+        out,
+        "   FINAL: delivery {id} {} (wrong codes: {}, flagged: {}); coordinator and courier agree.",
+        cs.status, cs.failed_handoff_attempts, cs.flagged
+    )?;
+    for h in &cs.history {
+        writeln!(
+            out,
+            "     {:<16} by {:<12} -> {}",
+            h.name.as_str(),
+            h.author.as_str(),
+            h.status
+        )?;
+    }
+    for r in &cs.rejected {
+        writeln!(
+            out,
+            "     refused: {} by {}: {}",
+            r.name,
+            r.author.as_str(),
+            r.reason
+        )?;
+    }
+    writeln!(out)?;
+
+    writeln!(out, "8. What the relay holds now")?;
+    relay_holdings(&world, out)?;
+    writeln!(out)?;
+
+    cc.close().await;
+    kc.close().await;
+    drop(cd);
+    drop(kd);
+    coord.close();
+    courier.close();
+    world.shutdown().await;
+    writeln!(out, "9. Clean-up: relay stopped.")?;
+    Ok(())
 }

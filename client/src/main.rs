@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use postern::delivery_cli::DeliveryCommand;
 use postern::member_cli::{MemberCommand, MemberContext};
 use postern::org::{OrgCommand, OrgContext};
 use postern::passphrase::PassphraseSource;
@@ -36,6 +37,12 @@ enum Command {
     /// member's enrollment request with `org enroll`.
     #[command(subcommand)]
     Org(OrgCommand),
+    /// Deliveries: create, list, show, update, and the courier's hand-off.
+    ///
+    /// Every delivery command first fetches and processes pending messages, so what it
+    /// shows is current.
+    #[command(subcommand)]
+    Delivery(DeliveryCommand),
     /// Member commands: init, enroll, send, inbox, watch, contacts, verify, status, wipe.
     #[command(flatten)]
     Member(MemberCommand),
@@ -59,6 +66,21 @@ fn main() -> ExitCode {
                 },
             };
             match postern::org::run(cmd, &ctx, &mut std::io::stdout().lock()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("postern: {err}");
+                    ExitCode::from(err.exit_code())
+                }
+            }
+        }
+        Command::Delivery(cmd) => {
+            let ctx = MemberContext {
+                home: cli.home,
+                passphrase: PassphraseSource {
+                    file: cli.passphrase_file,
+                },
+            };
+            match postern::delivery_cli::run(cmd, &ctx, &mut std::io::stdout().lock()) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
                     eprintln!("postern: {err}");

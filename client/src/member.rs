@@ -1606,6 +1606,25 @@ impl Member {
         ))
     }
 
+    /// The role in `handle`'s certificate as held in this account's contacts (stored
+    /// only after verification against the org root), if that certificate is active now
+    /// under the held revocation list. `None` for an unknown, expired or revoked member.
+    /// Used to authenticate the role behind an end-to-end-encrypted message, whose
+    /// sender's certificate the messenger has just checked against the same contacts.
+    pub fn contact_role(&self, handle: &str) -> Result<Option<Role>, MemberError> {
+        let revocations = load_revocations(&self.vault)?;
+        let now = unix_now();
+        Ok(load_contacts(&self.vault)?
+            .into_iter()
+            .filter(|c| c.handle == handle)
+            .filter_map(|c| MemberCertificate::decode(&c.certificate).ok())
+            .find(|cert| {
+                cert.body().handle.as_str() == handle
+                    && certificate_status(cert, &revocations, now) == CertificateStatus::Active
+            })
+            .map(|cert| cert.body().role))
+    }
+
     /// Closes the vault (drops this handle).
     pub fn close(self) {}
 }

@@ -380,7 +380,11 @@ impl MessageView {
     pub fn of(m: &StoredMessage) -> Self {
         let (content_type, body) = match m.content_type {
             ContentType::Text => ("text", String::from_utf8_lossy(&m.body).into_owned()),
-            ContentType::DeliveryEvent => ("delivery-event", hex::encode(&m.body)),
+            // Delivery messages may carry a coordinator secret: never print their bytes.
+            ContentType::DeliveryEvent => (
+                "delivery-event",
+                "(delivery update: see `postern delivery list`)".to_owned(),
+            ),
             ContentType::Receipt => ("receipt", hex::encode(&m.body)),
         };
         Self {
@@ -462,7 +466,17 @@ async fn inbox(member: &Member, json: bool, out: &mut dyn Write) -> Result<(), M
     pb.finish_and_clear();
     let report = result?;
     report_fetch(&report);
-    let messages = member.messages()?;
+    // Delivery updates belong to `postern delivery`, which processes and removes them.
+    let (deliveries, messages): (Vec<_>, Vec<_>) = member
+        .messages()?
+        .into_iter()
+        .partition(|m| m.content_type == ContentType::DeliveryEvent);
+    if !deliveries.is_empty() {
+        eprintln!(
+            "postern: {} delivery update(s) waiting: run `postern delivery list`",
+            deliveries.len()
+        );
+    }
     if json {
         let views: Vec<MessageView> = messages.iter().map(MessageView::of).collect();
         let text = serde_json::to_string_pretty(&views).map_err(std::io::Error::other)?;
@@ -480,12 +494,20 @@ async fn inbox(member: &Member, json: bool, out: &mut dyn Write) -> Result<(), M
         out,
         "{} message(s), {} new.",
         messages.len(),
-        report.new.len()
+        report
+            .new
+            .iter()
+            .filter(|m| m.content_type != ContentType::DeliveryEvent)
+            .count()
     )?;
     Ok(())
 }
 
 fn emit(out: &mut dyn Write, json: bool, m: &StoredMessage) -> Result<(), MemberError> {
+    if m.content_type == ContentType::DeliveryEvent {
+        eprintln!("postern: a delivery update arrived: run `postern delivery list`");
+        return Ok(());
+    }
     if json {
         let line = serde_json::to_string(&MessageView::of(m)).map_err(std::io::Error::other)?;
         writeln!(out, "{line}")?;

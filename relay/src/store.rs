@@ -487,7 +487,8 @@ impl Store {
         let mut hist = std::collections::BTreeMap::<usize, u64>::new();
         for item in t.iter()? {
             let (_, v) = item?;
-            *hist.entry(v.value().len()).or_default() += 1;
+            // The value is `expires_at (8) || body`: count the body.
+            *hist.entry(v.value().len().saturating_sub(8)).or_default() += 1;
         }
         Ok(hist.into_iter().collect())
     }
@@ -1031,6 +1032,8 @@ mod tests {
             ErrorCode::QuotaExceeded
         );
         assert_eq!(store.counts().unwrap().envelopes, 2);
+        // Stats show padded body sizes, never more.
+        assert_eq!(store.bucket_histogram().unwrap(), vec![(1024, 2)]);
     }
 
     #[tokio::test]

@@ -1,0 +1,692 @@
+//! `postern delivery …`: the delivery commands of the CLI, over [`crate::delivery`].
+//!
+//! Every command first syncs (fetches and processes pending messages, sends queued
+//! ones), so what it shows and checks is current. `list` and `show` still answer from
+//! the device when the relay is unreachable, with a warning; changes need the relay.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use postern_deliveries::{
+    Amount, Currency, DeliveryId, DeliveryState, EventText, FamilyRef, HandoffCode,
+};
+use serde::Serialize;
+
+use crate::delivery::{
+    DEFAULT_DEADLINE, Delivered, Deliveries, DeliveryError, NewDeliveryRequest, SyncReport, Update,
+};
+use crate::member::{self, Member, MemberError, unix_now};
+use crate::member_cli::MemberContext;
+
+/// Delivery commands.
+#[derive(Debug, Subcommand)]
+pub enum DeliveryCommand {
+    /// Create a delivery and assign a courier (coordinators and admins).
+    ///
+    /// Prints the delivery id and the hand-off code. Give the code to the family out of
+    /// band; never to the courier.
+    New(NewArgs),
+    /// List the deliveries you can see (a courier: those assigned to them).
+    List(DeliveryJsonArgs),
+    /// Show one delivery: status, history, flag.
+    Show(ShowArgs),
+    /// Record a change: picked-up, in-transit, confirmed, failed, cancelled, note.
+    Update(UpdateArgs),
+    /// Courier: enter the hand-off code the family read out to you.
+    Handoff(HandoffArgs),
+}
+
+/// `postern delivery new`
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    /// The courier's handle (a member enrolled as courier).
+    #[arg(long)]
+    pub courier: String,
+    /// The family's reference code (never a name): 3-24 of A-Z 0-9 -.
+    #[arg(long)]
+    pub family: String,
+    /// The amount, as a decimal (1500.50).
+    #[arg(long)]
+    pub amount: String,
+    /// ISO 4217 currency: CNY, EUR, GBP, JPY, KRW, RUB, USD.
+    #[arg(long)]
+    pub currency: String,
+    /// Hand-off deadline: an RFC 3339 time or a duration from now (36h, 3d). Default 7d.
+    #[arg(long)]
+    pub deadline: Option<String>,
+    /// Another coordinator to involve (repeatable): receives the events and the
+    /// hand-off commitment.
+    #[arg(long = "coordinator", value_name = "HANDLE")]
+    pub coordinators: Vec<String>,
+    /// Print JSON (includes the hand-off code).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `--json` for `delivery list`.
+#[derive(Debug, Args)]
+pub struct DeliveryJsonArgs {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `postern delivery show`
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The delivery id.
+    pub id: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `postern delivery update`
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// The delivery id.
+    pub id: String,
+    /// picked-up, in-transit, confirmed, failed (needs --note), cancelled, note (needs
+    /// --note). A coordinator's client confirms a verified hand-off by itself when it
+    /// syncs; `confirmed` is for doing so explicitly.
+    pub status: String,
+    /// Text: the failure reason, the note, or a note recorded with the change.
+    #[arg(long)]
+    pub note: Option<String>,
+}
+
+/// `postern delivery handoff`
+#[derive(Debug, Args)]
+pub struct HandoffArgs {
+    /// The delivery id.
+    pub id: String,
+    /// The 16-digit code the family read out (spaces and dashes are ignored).
+    #[arg(long)]
+    pub code: String,
+}
+
+fn spinner(message: &str) -> ProgressBar {
+    let pb = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} {elapsed}") {
+        pb.set_style(style);
+    }
+    pb.set_message(message.to_owned());
+    pb.enable_steady_tick(Duration::from_millis(120));
+    pb
+}
+
+fn rfc3339(secs: u64) -> String {
+    i64::try_from(secs)
+        .ok()
+        .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| format!("@{secs}"))
+}
+
+/// Parses a deadline: RFC 3339, or a duration from `now`.
+pub fn parse_deadline(text: &str, now: u64) -> Result<u64, DeliveryError> {
+    let bad = || DeliveryError::BadDeadline(text.to_owned());
+    let at = if let Ok(t) =
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+    {
+        u64::try_from(t.unix_timestamp()).map_err(|_| bad())?
+    } else {
+        let d = humantime::parse_duration(text).map_err(|_| bad())?;
+        now.checked_add(d.as_secs()).ok_or_else(bad)?
+    };
+    if at <= now {
+        return Err(bad());
+    }
+    Ok(at)
+}
+
+/// Names the option whose value was refused.
+fn flag<T>(
+    name: &str,
+    value: &str,
+    r: Result<T, postern_deliveries::ValueError>,
+) -> Result<T, DeliveryError> {
+    r.map_err(|e| MemberError::BadInput(format!("{name} {value:?} refused: {e}")).into())
+}
+
+fn parse_id(text: &str) -> Result<DeliveryId, DeliveryError> {
+    text.trim().parse().map_err(|_| {
+        DeliveryError::UnknownDelivery(format!(
+            "{text:?} (not a delivery id: 26 letters and digits, as `postern delivery list` shows)"
+        ))
+    })
+}
+
+/// One history entry, as printed.
+#[derive(Debug, Serialize)]
+pub struct HistoryView {
+    /// Event id.
+    pub event: String,
+    /// Event kind.
+    pub event_kind: &'static str,
+    /// Author's handle.
+    pub author: String,
+    /// Author's role.
+    pub role: String,
+    /// Author's time, RFC 3339.
+    pub at: String,
+    /// Note or failure reason.
+    pub text: Option<String>,
+    /// Status after it.
+    pub status: &'static str,
+}
+
+/// A refused event, as printed.
+#[derive(Debug, Serialize)]
+pub struct RejectedView {
+    /// Event id.
+    pub event: String,
+    /// Event kind.
+    pub event_kind: &'static str,
+    /// Author's handle.
+    pub author: String,
+    /// Why it did not apply.
+    pub reason: String,
+}
+
+/// A delivery, as printed.
+#[derive(Debug, Serialize)]
+pub struct DeliveryView {
+    /// Delivery id.
+    pub id: String,
+    /// Current status.
+    pub status: &'static str,
+    /// Flagged after too many wrong hand-off codes.
+    pub flagged: bool,
+    /// Wrong hand-off codes counted.
+    pub failed_handoff_attempts: u32,
+    /// Family reference code.
+    pub family: Option<String>,
+    /// Amount, decimal.
+    pub amount: Option<String>,
+    /// Amount in minor units.
+    pub amount_minor: Option<u64>,
+    /// Currency.
+    pub currency: Option<String>,
+    /// Deadline, RFC 3339.
+    pub deadline: Option<String>,
+    /// Creator.
+    pub created_by: Option<String>,
+    /// Assigned courier.
+    pub courier: Option<String>,
+    /// Coordinators known to be on the delivery.
+    pub coordinators: Vec<String>,
+    /// Whether this view checked codes against the commitment (coordinators).
+    pub verified_view: bool,
+    /// Failure reason.
+    pub failure_reason: Option<String>,
+    /// Applied events.
+    pub history: Vec<HistoryView>,
+    /// Refused events.
+    pub rejected: Vec<RejectedView>,
+    /// Last activity, RFC 3339.
+    pub last_activity_at: String,
+}
+
+impl DeliveryView {
+    /// The printable view of a derived state.
+    pub fn of(s: &DeliveryState, coordinators: Vec<String>) -> Self {
+        let d = s.details.as_ref();
+        Self {
+            id: s.id.to_string(),
+            status: s.status.as_str(),
+            flagged: s.flagged,
+            failed_handoff_attempts: s.failed_handoff_attempts,
+            family: d.map(|d| d.family.as_str().to_owned()),
+            amount: d.map(|d| d.amount.to_decimal()),
+            amount_minor: d.map(|d| d.amount.minor()),
+            currency: d.map(|d| d.amount.currency().code().to_owned()),
+            deadline: d.map(|d| rfc3339(d.deadline)),
+            created_by: d.map(|d| d.created_by.as_str().to_owned()),
+            courier: s.courier.as_ref().map(|c| c.as_str().to_owned()),
+            coordinators,
+            verified_view: s.verified_view,
+            failure_reason: s.failure_reason.as_ref().map(|t| t.as_str().to_owned()),
+            history: s
+                .history
+                .iter()
+                .map(|h| HistoryView {
+                    event: h.event.to_string(),
+                    event_kind: h.name.as_str(),
+                    author: h.author.as_str().to_owned(),
+                    role: h.role.to_string(),
+                    at: rfc3339(h.at),
+                    text: h.text.as_ref().map(|t| t.as_str().to_owned()),
+                    status: h.status.as_str(),
+                })
+                .collect(),
+            rejected: s
+                .rejected
+                .iter()
+                .map(|r| RejectedView {
+                    event: r.event.to_string(),
+                    event_kind: r.name.as_str(),
+                    author: r.author.as_str().to_owned(),
+                    reason: r.reason.to_string(),
+                })
+                .collect(),
+            last_activity_at: rfc3339(s.last_activity_at),
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, MemberError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| MemberError::Internal(e.to_string()))
+}
+
+fn open(ctx: &MemberContext) -> Result<Member, DeliveryError> {
+    let home = ctx
+        .home
+        .clone()
+        .or_else(member::default_home)
+        .ok_or(MemberError::NoHome)?;
+    open_home(&home, ctx)
+}
+
+fn open_home(home: &Path, ctx: &MemberContext) -> Result<Member, DeliveryError> {
+    if !Member::exists(home) {
+        return Err(MemberError::NoAccount(home.to_owned()).into());
+    }
+    let pass = ctx
+        .passphrase
+        .existing("your Postern vault")
+        .map_err(MemberError::from)?;
+    let pb = spinner("Unlocking the vault…");
+    let result = Member::open(home, pass.as_bytes());
+    pb.finish_and_clear();
+    let member = result?;
+    if !member.is_enrolled() {
+        return Err(MemberError::NotEnrolled.into());
+    }
+    Ok(member)
+}
+
+fn report_sync(report: &SyncReport) {
+    for r in &report.refused {
+        eprintln!("postern: a delivery message was refused {r}");
+    }
+    if report.purged > 0 {
+        eprintln!(
+            "postern: {} closed delivery(ies) purged after the org's retention period",
+            report.purged
+        );
+    }
+    report_delivered(&report.delivered);
+}
+
+fn report_delivered(d: &Delivered) {
+    for r in &d.dropped {
+        eprintln!("postern: a delivery message could not be sent and was dropped: {r}");
+    }
+}
+
+/// Fails (exit 5) if messages are still queued after a change.
+fn require_sent(d: &Delivered) -> Result<(), DeliveryError> {
+    report_delivered(d);
+    if d.queued.is_empty() {
+        return Ok(());
+    }
+    Err(DeliveryError::NotYetSent(d.queued.join(", ")))
+}
+
+/// Runs a delivery command, writing its report to `out`.
+pub fn run(
+    cmd: DeliveryCommand,
+    ctx: &MemberContext,
+    out: &mut dyn Write,
+) -> Result<(), DeliveryError> {
+    let member = open(ctx)?;
+    let rt = runtime()?;
+    rt.block_on(async {
+        let mut deliveries = Deliveries::open(&member)?;
+        let pb = spinner("Syncing deliveries…");
+        let conn = member.connect().await;
+        let conn = match conn {
+            Ok(c) => match deliveries.sync(&c).await {
+                Ok(r) => {
+                    pb.finish_and_clear();
+                    report_sync(&r);
+                    Some(c)
+                }
+                Err(e) => {
+                    pb.finish_and_clear();
+                    c.close().await;
+                    return Err(e);
+                }
+            },
+            Err(e) => {
+                pb.finish_and_clear();
+                match &cmd {
+                    DeliveryCommand::List(_) | DeliveryCommand::Show(_) => {
+                        eprintln!(
+                            "postern: WARNING: not synced ({e}); showing what this device holds"
+                        );
+                        None
+                    }
+                    _ => return Err(e.into()),
+                }
+            }
+        };
+        let result = command(cmd, &mut deliveries, conn.as_ref(), out).await;
+        if let Some(c) = conn {
+            c.close().await;
+        }
+        result
+    })
+}
+
+async fn command(
+    cmd: DeliveryCommand,
+    deliveries: &mut Deliveries<'_>,
+    conn: Option<&member::Connection>,
+    out: &mut dyn Write,
+) -> Result<(), DeliveryError> {
+    let need = || {
+        conn.ok_or(DeliveryError::Member(MemberError::Internal(
+            "no relay connection".into(),
+        )))
+    };
+    match cmd {
+        DeliveryCommand::List(a) => list(deliveries, a.json, out),
+        DeliveryCommand::Show(a) => show(deliveries, &a, out),
+        DeliveryCommand::New(a) => new(deliveries, need()?, a, out).await,
+        DeliveryCommand::Update(a) => update(deliveries, need()?, a, out).await,
+        DeliveryCommand::Handoff(a) => handoff(deliveries, need()?, a, out).await,
+    }
+}
+
+fn list(deliveries: &Deliveries<'_>, json: bool, out: &mut dyn Write) -> Result<(), DeliveryError> {
+    let views: Vec<DeliveryView> = deliveries
+        .list()
+        .iter()
+        .map(|s| DeliveryView::of(s, deliveries.coordinators(&s.id)))
+        .collect();
+    if json {
+        serde_json::to_writer_pretty(&mut *out, &views)
+            .map_err(|e| MemberError::Internal(e.to_string()))?;
+        writeln!(out).map_err(MemberError::from)?;
+        return Ok(());
+    }
+    if views.is_empty() {
+        writeln!(out, "No deliveries.").map_err(MemberError::from)?;
+        return Ok(());
+    }
+    let mut table = comfy_table::Table::new();
+    table.load_preset(comfy_table::presets::NOTHING);
+    table.set_header(vec![
+        "ID", "STATUS", "FAMILY", "AMOUNT", "COURIER", "DEADLINE",
+    ]);
+    for v in &views {
+        let status = if v.flagged {
+            format!("{} FLAGGED", v.status)
+        } else {
+            v.status.to_owned()
+        };
+        table.add_row(vec![
+            v.id.clone(),
+            status,
+            v.family.clone().unwrap_or_default(),
+            match (&v.amount, &v.currency) {
+                (Some(a), Some(c)) => format!("{a} {c}"),
+                _ => String::new(),
+            },
+            v.courier.clone().unwrap_or_default(),
+            v.deadline.clone().unwrap_or_default(),
+        ]);
+    }
+    writeln!(out, "{table}").map_err(MemberError::from)?;
+    Ok(())
+}
+
+fn show(
+    deliveries: &Deliveries<'_>,
+    a: &ShowArgs,
+    out: &mut dyn Write,
+) -> Result<(), DeliveryError> {
+    let id = parse_id(&a.id)?;
+    let state = deliveries.show(&id)?;
+    let v = DeliveryView::of(&state, deliveries.coordinators(&id));
+    if a.json {
+        serde_json::to_writer_pretty(&mut *out, &v)
+            .map_err(|e| MemberError::Internal(e.to_string()))?;
+        writeln!(out).map_err(MemberError::from)?;
+        return Ok(());
+    }
+    print_view(&v, out).map_err(MemberError::from)?;
+    Ok(())
+}
+
+fn print_view(v: &DeliveryView, out: &mut dyn Write) -> std::io::Result<()> {
+    writeln!(out, "Delivery {}", v.id)?;
+    writeln!(out, "  status:       {}", v.status)?;
+    if v.flagged {
+        writeln!(
+            out,
+            "  FLAGGED:      {} wrong hand-off codes; hand-offs are refused. A coordinator must investigate and close it (failed or cancelled).",
+            v.failed_handoff_attempts
+        )?;
+    } else if v.failed_handoff_attempts > 0 {
+        writeln!(out, "  wrong codes:  {}", v.failed_handoff_attempts)?;
+    }
+    if let (Some(f), Some(a), Some(c)) = (&v.family, &v.amount, &v.currency) {
+        writeln!(out, "  family:       {f}")?;
+        writeln!(out, "  amount:       {a} {c}")?;
+    }
+    if let Some(d) = &v.deadline {
+        writeln!(out, "  deadline:     {d}")?;
+    }
+    if let Some(c) = &v.courier {
+        writeln!(out, "  courier:      {c}")?;
+    }
+    if !v.coordinators.is_empty() {
+        writeln!(out, "  coordinators: {}", v.coordinators.join(", "))?;
+    }
+    if let Some(r) = &v.failure_reason {
+        writeln!(out, "  failed:       {r}")?;
+    }
+    writeln!(out, "  history:")?;
+    for h in &v.history {
+        write!(
+            out,
+            "    {}  {:<16} by {} ({}) -> {}",
+            h.at, h.event_kind, h.author, h.role, h.status
+        )?;
+        match &h.text {
+            Some(t) => writeln!(out, ": {t}")?,
+            None => writeln!(out)?,
+        }
+    }
+    for r in &v.rejected {
+        writeln!(
+            out,
+            "    refused {} by {}: {}",
+            r.event_kind, r.author, r.reason
+        )?;
+    }
+    Ok(())
+}
+
+async fn new(
+    deliveries: &mut Deliveries<'_>,
+    conn: &member::Connection,
+    a: NewArgs,
+    out: &mut dyn Write,
+) -> Result<(), DeliveryError> {
+    let now = unix_now();
+    let currency = flag("--currency", &a.currency, Currency::new(&a.currency))?;
+    let request = NewDeliveryRequest {
+        courier: a.courier.clone(),
+        family: flag("--family", &a.family, FamilyRef::new(&a.family))?,
+        amount: flag("--amount", &a.amount, Amount::parse(&a.amount, currency))?,
+        deadline: match &a.deadline {
+            Some(d) => parse_deadline(d, now)?,
+            None => now + DEFAULT_DEADLINE.as_secs(),
+        },
+        coordinators: a.coordinators.clone(),
+    };
+    let created = deliveries.create(conn, request).await?;
+    let state = deliveries.show(&created.id)?;
+    let code = created.code.display_grouped();
+    if a.json {
+        #[derive(Serialize)]
+        struct NewView {
+            #[serde(flatten)]
+            delivery: DeliveryView,
+            handoff_code: String,
+            sent_to: Vec<String>,
+            queued_for: Vec<String>,
+        }
+        let v = NewView {
+            delivery: DeliveryView::of(&state, deliveries.coordinators(&created.id)),
+            handoff_code: code,
+            sent_to: created.delivered.sent_to.clone(),
+            queued_for: created.delivered.queued.clone(),
+        };
+        serde_json::to_writer_pretty(&mut *out, &v)
+            .map_err(|e| MemberError::Internal(e.to_string()))?;
+        writeln!(out).map_err(MemberError::from)?;
+    } else {
+        let w = |out: &mut dyn Write| -> std::io::Result<()> {
+            writeln!(out, "Created delivery {}", created.id)?;
+            writeln!(
+                out,
+                "  {} for family {}, courier {}, deadline {}",
+                request_amount(&state),
+                state
+                    .details
+                    .as_ref()
+                    .map(|d| d.family.as_str().to_owned())
+                    .unwrap_or_default(),
+                a.courier,
+                state
+                    .details
+                    .as_ref()
+                    .map(|d| rfc3339(d.deadline))
+                    .unwrap_or_default()
+            )?;
+            writeln!(out)?;
+            writeln!(out, "HAND-OFF CODE (for the family only):  {code}")?;
+            writeln!(
+                out,
+                "  Give it to the family out of band (in person or by phone), never to the courier, and never in any message. It is shown only this once: it is not stored."
+            )?;
+            writeln!(
+                out,
+                "  The courier enters the code the family reads out at the hand-off; your client checks it."
+            )?;
+            if !created.delivered.sent_to.is_empty() {
+                writeln!(out)?;
+                writeln!(out, "Sent to: {}", created.delivered.sent_to.join(", "))?;
+            }
+            Ok(())
+        };
+        w(out).map_err(MemberError::from)?;
+    }
+    require_sent(&created.delivered)
+}
+
+fn request_amount(state: &DeliveryState) -> String {
+    state
+        .details
+        .as_ref()
+        .map(|d| format!("{} {}", d.amount.to_decimal(), d.amount.currency().code()))
+        .unwrap_or_default()
+}
+
+async fn update(
+    deliveries: &mut Deliveries<'_>,
+    conn: &member::Connection,
+    a: UpdateArgs,
+    out: &mut dyn Write,
+) -> Result<(), DeliveryError> {
+    let id = parse_id(&a.id)?;
+    let note = match &a.note {
+        Some(n) => Some(flag("--note", n, EventText::new(n))?),
+        None => None,
+    };
+    let need_note = |what: &str, text: &str| {
+        MemberError::BadInput(format!("`{what}` needs --note TEXT (the {text})"))
+    };
+    let mut updates = Vec::new();
+    match a.status.as_str() {
+        "failed" => updates.push(Update::Failed(
+            note.ok_or_else(|| need_note("failed", "reason"))?,
+        )),
+        "note" => updates.push(Update::Note(note.ok_or_else(|| need_note("note", "note"))?)),
+        other => {
+            let u = match other {
+                "picked-up" => Update::PickedUp,
+                "in-transit" => Update::InTransit,
+                "confirmed" => Update::Confirmed,
+                "cancelled" => Update::Cancelled,
+                _ => {
+                    return Err(MemberError::BadInput(format!(
+                        "unknown status {other:?}: use picked-up, in-transit, confirmed, failed --note REASON, cancelled, or note --note TEXT"
+                    ))
+                    .into());
+                }
+            };
+            // A note goes first: nothing can be added once the delivery is closed.
+            if let Some(n) = note {
+                updates.push(Update::Note(n));
+            }
+            updates.push(u);
+        }
+    }
+    let mut delivered = Delivered::default();
+    for u in updates {
+        let d = deliveries.update(conn, &id, u).await?;
+        delivered.sent_to.extend(d.sent_to);
+        delivered.queued.extend(d.queued);
+        delivered.dropped.extend(d.dropped);
+    }
+    delivered.sent_to.sort();
+    delivered.sent_to.dedup();
+    let state = deliveries.show(&id)?;
+    writeln!(out, "Delivery {id} is now {}.", state.status).map_err(MemberError::from)?;
+    if !delivered.sent_to.is_empty() {
+        writeln!(out, "Sent to: {}", delivered.sent_to.join(", ")).map_err(MemberError::from)?;
+    }
+    require_sent(&delivered)
+}
+
+async fn handoff(
+    deliveries: &mut Deliveries<'_>,
+    conn: &member::Connection,
+    a: HandoffArgs,
+    out: &mut dyn Write,
+) -> Result<(), DeliveryError> {
+    let id = parse_id(&a.id)?;
+    let code = HandoffCode::parse(&a.code).map_err(|e| {
+        MemberError::BadInput(format!(
+            "{e}: ask the family to read the 16 digits again; a misread digit is caught here and does not count as an attempt"
+        ))
+    })?;
+    let delivered = deliveries.handoff(conn, &id, code).await?;
+    writeln!(
+        out,
+        "Hand-off claimed for delivery {id}: sent to {} for verification. Run `postern delivery show {id}` for the answer.",
+        if delivered.sent_to.is_empty() {
+            "the coordinators".to_owned()
+        } else {
+            delivered.sent_to.join(", ")
+        }
+    )
+    .map_err(MemberError::from)?;
+    require_sent(&delivered)
+}
