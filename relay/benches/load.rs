@@ -451,6 +451,15 @@ fn main() {
         let _ = relay.child.wait();
         return;
     }
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("store") {
+        let raw = raw_redb(dir.path(), 256);
+        let store = rt.block_on(store_alone(dir.path(), 256));
+        println!(
+            "raw redb (256 per fdatasync): {raw:.0}/s; relay store alone: {store:.0}/s ({:.0}%)",
+            100.0 * store / raw
+        );
+        return;
+    }
     let quinn_rate = rt.block_on(raw_quinn());
     println!("raw quinn request/response (1 KiB, 64 streams, 1 conn): {quinn_rate:>10.0} req/s");
     let mut redb_best = 0f64;

@@ -19,7 +19,7 @@ use std::sync::mpsc as std_mpsc;
 use postern_protocol::ErrorCode;
 use postern_protocol::bytes::{BoundedVec, Bytes};
 use postern_protocol::ids::{DirectoryKey, EnvelopeId, MailboxId};
-use postern_protocol::limits::{MAX_FETCH_ENVELOPES, MAX_FRAME_LEN};
+use postern_protocol::limits::{MAX_FETCH_ENVELOPES, MAX_FRAME_LEN, PADDING_BUCKETS};
 use postern_protocol::message::{Envelope, EnvelopeBody};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -33,7 +33,6 @@ pub const DB_FILE: &str = "relay.redb";
 const MAILBOXES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("mailboxes");
 const SENDERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("senders");
 const ENVELOPES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("envelopes");
-const EXPIRY: TableDefinition<&[u8], &[u8]> = TableDefinition::new("expiry");
 const DIRECTORY: TableDefinition<&[u8], &[u8]> = TableDefinition::new("directory");
 const ONE_TIME: TableDefinition<&[u8], &[u8]> = TableDefinition::new("one_time");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -182,6 +181,17 @@ enum Op {
     Shutdown,
 }
 
+/// Envelopes held per padding bucket, kept in memory (counted once at open, then moved
+/// by each committed batch) so stats never scan the envelopes.
+type Held = Arc<[std::sync::atomic::AtomicU64; PADDING_BUCKETS.len()]>;
+
+fn bucket_index(len: usize) -> usize {
+    PADDING_BUCKETS
+        .iter()
+        .position(|&b| b == len)
+        .unwrap_or(PADDING_BUCKETS.len() - 1)
+}
+
 /// The relay's storage: a redb database and its writer thread.
 #[derive(Clone)]
 pub struct Store {
@@ -191,6 +201,8 @@ pub struct Store {
     ops: std_mpsc::SyncSender<Op>,
     /// The writer thread, joined by [`Store::close`].
     writer: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
+    /// Envelopes held per bucket.
+    held: Held,
 }
 
 impl std::fmt::Debug for Store {
@@ -199,7 +211,10 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// Envelopes are keyed by mailbox and id; the value is `expires_at (8, BE) || body`.
+/// Envelopes are keyed by mailbox and id; the value is the padded body. An envelope id
+/// is its expiry (u64 BE, a minute boundary) followed by 24 random bytes, so a mailbox's
+/// envelopes sort by expiry: fetch skips the expired ones and the sweeper deletes a
+/// prefix, with no index to keep.
 fn envelope_key(recipient: &MailboxId, id: &EnvelopeId) -> [u8; 64] {
     let mut k = [0u8; 64];
     k[..32].copy_from_slice(recipient.as_bytes());
@@ -207,12 +222,26 @@ fn envelope_key(recipient: &MailboxId, id: &EnvelopeId) -> [u8; 64] {
     k
 }
 
-fn expiry_key(expires_at: u64, recipient: &MailboxId, id: &EnvelopeId) -> [u8; 72] {
-    let mut k = [0u8; 72];
-    k[..8].copy_from_slice(&expires_at.to_be_bytes());
-    k[8..40].copy_from_slice(recipient.as_bytes());
-    k[40..].copy_from_slice(id.as_bytes());
-    k
+/// A new envelope id for an envelope expiring at `expires_at`.
+fn new_envelope_id(expires_at: u64) -> EnvelopeId {
+    let mut id = [0u8; 32];
+    id[..8].copy_from_slice(&expires_at.to_be_bytes());
+    rand::Rng::fill(&mut rand::rng(), &mut id[8..]);
+    EnvelopeId(id)
+}
+
+/// The expiry an envelope id carries.
+fn expiry_of(id: &EnvelopeId) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&id.0[..8]);
+    u64::from_be_bytes(b)
+}
+
+/// The first key of `recipient`'s envelopes expiring after `t`.
+fn after(recipient: &MailboxId, t: u64) -> [u8; 64] {
+    let mut id = [0u8; 32];
+    id[..8].copy_from_slice(&t.saturating_add(1).to_be_bytes());
+    envelope_key(recipient, &EnvelopeId(id))
 }
 
 fn one_time_key(directory: &DirectoryKey, seq: u64) -> [u8; 40] {
@@ -251,23 +280,42 @@ impl Store {
             txn.open_table(MAILBOXES)?;
             txn.open_table(SENDERS)?;
             txn.open_table(ENVELOPES)?;
-            txn.open_table(EXPIRY)?;
             txn.open_table(DIRECTORY)?;
             txn.open_table(ONE_TIME)?;
             txn.open_table(META)?;
             txn.commit()?;
         }
+        let held: Held = Arc::new(Default::default());
+        {
+            let txn = db.begin_read()?;
+            for item in txn.open_table(ENVELOPES)?.iter()? {
+                let (_, v) = item?;
+                held[bucket_index(v.value().len())]
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
         let db = Arc::new(db);
         let (tx, rx) = std_mpsc::sync_channel(max_batch.max(1) * 4);
         let writer_db = db.clone();
+        let writer_held = held.clone();
         let writer = std::thread::Builder::new()
             .name("postern-relay-writer".into())
-            .spawn(move || writer_loop(&writer_db, &rx, quotas, max_batch.max(1), &metrics))
+            .spawn(move || {
+                writer_loop(
+                    &writer_db,
+                    &rx,
+                    quotas,
+                    max_batch.max(1),
+                    &metrics,
+                    &writer_held,
+                )
+            })
             .map_err(|e| StoreError::Db(e.to_string()))?;
         Ok(Self {
             db,
             ops: tx,
             writer: Arc::new(std::sync::Mutex::new(Some(writer))),
+            held,
         })
     }
 
@@ -399,7 +447,7 @@ impl Store {
         }
     }
 
-    /// Up to `limit` unexpired envelopes of `recipient`, in id order, fitting one
+    /// Up to `limit` unexpired envelopes of `recipient`, in order of expiry, fitting one
     /// frame; and whether more are waiting.
     pub fn fetch(
         &self,
@@ -410,23 +458,14 @@ impl Store {
         let limit = limit.clamp(1, MAX_FETCH_ENVELOPES);
         let txn = self.db.begin_read()?;
         let t = txn.open_table(ENVELOPES)?;
-        let start = envelope_key(recipient, &EnvelopeId([0; 32]));
+        // Envelopes expired at or before `now` sort first: start after them.
+        let start = after(recipient, now);
         let end = envelope_key(recipient, &EnvelopeId([0xff; 32]));
         let mut out = Vec::new();
         let mut budget = MAX_FRAME_LEN - 64;
         for item in t.range(start.as_slice()..=end.as_slice())? {
             let (k, v) = item?;
-            let (k, v) = (k.value(), v.value());
-            let expires_at = u64::from_be_bytes(
-                v.get(..8)
-                    .and_then(|b| b.try_into().ok())
-                    .ok_or(StoreError::Corrupt("envelopes"))?,
-            );
-            // Expired at or before `now`: never handed out (the sweeper deletes it).
-            if expires_at <= now {
-                continue;
-            }
-            let body = &v[8..];
+            let (k, body) = (k.value(), v.value());
             let cost = 32 + 10 + 5 + body.len();
             if out.len() == limit || cost > budget {
                 return Ok((out, true));
@@ -436,7 +475,7 @@ impl Store {
             let body = Bytes::try_from(body).map_err(|_| StoreError::Corrupt("envelopes"))?;
             out.push(Envelope {
                 id,
-                expires_at,
+                expires_at: expiry_of(&id),
                 body,
             });
         }
@@ -465,32 +504,32 @@ impl Store {
     /// The earliest expiry of any stored envelope (Unix seconds), if any is stored.
     pub fn earliest_expiry(&self) -> Result<Option<u64>, StoreError> {
         let txn = self.db.begin_read()?;
-        let t = txn.open_table(EXPIRY)?;
-        let first = t.first()?;
-        match first {
-            Some((k, _)) => {
-                let k = k.value();
-                Ok(Some(u64::from_be_bytes(
-                    k.get(..8)
-                        .and_then(|b| b.try_into().ok())
-                        .ok_or(StoreError::Corrupt("expiry"))?,
-                )))
+        let mailboxes = txn.open_table(MAILBOXES)?;
+        let envelopes = txn.open_table(ENVELOPES)?;
+        let mut earliest: Option<u64> = None;
+        for item in mailboxes.iter()? {
+            let (k, _) = item?;
+            let recipient = MailboxId(arr32(k.value(), "mailboxes")?);
+            let start = envelope_key(&recipient, &EnvelopeId([0; 32]));
+            let end = envelope_key(&recipient, &EnvelopeId([0xff; 32]));
+            if let Some(first) = envelopes.range(start.as_slice()..=end.as_slice())?.next() {
+                let (k, _) = first?;
+                let id = EnvelopeId(arr32(k.value().get(32..).unwrap_or_default(), "envelopes")?);
+                let e = expiry_of(&id);
+                earliest = Some(earliest.map_or(e, |x| x.min(e)));
             }
-            None => Ok(None),
         }
+        Ok(earliest)
     }
 
     /// Envelope bodies currently stored, by size (bucket), for `stats` and the demo.
     pub fn bucket_histogram(&self) -> Result<Vec<(usize, u64)>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let t = txn.open_table(ENVELOPES)?;
-        let mut hist = std::collections::BTreeMap::<usize, u64>::new();
-        for item in t.iter()? {
-            let (_, v) = item?;
-            // The value is `expires_at (8) || body`: count the body.
-            *hist.entry(v.value().len().saturating_sub(8)).or_default() += 1;
-        }
-        Ok(hist.into_iter().collect())
+        Ok(PADDING_BUCKETS
+            .iter()
+            .zip(self.held.iter())
+            .map(|(b, n)| (*b, n.load(std::sync::atomic::Ordering::Relaxed)))
+            .filter(|(_, n)| *n > 0)
+            .collect())
     }
 }
 
@@ -547,6 +586,7 @@ fn writer_loop(
     quotas: Quotas,
     max_batch: usize,
     metrics: &Metrics,
+    held: &Held,
 ) {
     // Blocks for the first operation, then takes whatever else is already waiting.
     let mut stopping = false;
@@ -569,8 +609,18 @@ fn writer_loop(
         }
         let n = batch.len();
         let mut pending = Vec::with_capacity(n);
-        let ok = match apply_batch(db, batch, quotas, &mut pending) {
-            Ok(()) => true,
+        let mut delta = [0i64; PADDING_BUCKETS.len()];
+        let ok = match apply_batch(db, batch, quotas, &mut pending, &mut delta) {
+            Ok(()) => {
+                for (gauge, d) in held.iter().zip(delta) {
+                    if d >= 0 {
+                        gauge.fetch_add(d as u64, std::sync::atomic::Ordering::Relaxed);
+                    } else {
+                        gauge.fetch_sub(d.unsigned_abs(), std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+                true
+            }
             Err(e) => {
                 tracing::error!(error = %e, "storage commit failed; batch refused");
                 false
@@ -588,6 +638,7 @@ fn apply_batch(
     batch: Vec<Op>,
     quotas: Quotas,
     pending: &mut Vec<Pending>,
+    delta: &mut [i64; PADDING_BUCKETS.len()],
 ) -> Result<(), StoreError> {
     let txn = db.begin_write()?;
     {
@@ -595,8 +646,8 @@ fn apply_batch(
             mailboxes: txn.open_table(MAILBOXES)?,
             senders: txn.open_table(SENDERS)?,
             envelopes: txn.open_table(ENVELOPES)?,
-            expiry: txn.open_table(EXPIRY)?,
             mailbox_cache: HashMap::new(),
+            held_delta: [0; PADDING_BUCKETS.len()],
             directory: txn.open_table(DIRECTORY)?,
             one_time: txn.open_table(ONE_TIME)?,
             meta: txn.open_table(META)?,
@@ -675,6 +726,7 @@ fn apply_batch(
             }
         }
         w.flush_mailboxes()?;
+        *delta = w.held_delta;
     }
     txn.commit()?;
     Ok(())
@@ -684,7 +736,8 @@ struct Writer<'t> {
     mailboxes: redb::Table<'t, &'static [u8], &'static [u8]>,
     senders: redb::Table<'t, &'static [u8], &'static [u8]>,
     envelopes: redb::Table<'t, &'static [u8], &'static [u8]>,
-    expiry: redb::Table<'t, &'static [u8], &'static [u8]>,
+    /// Change in envelopes held per bucket, applied to the gauges if the batch commits.
+    held_delta: [i64; PADDING_BUCKETS.len()],
     /// Mailbox records read or changed in this batch, written once at its end.
     mailbox_cache: HashMap<MailboxId, (MailboxRecord, bool)>,
     directory: redb::Table<'t, &'static [u8], &'static [u8]>,
@@ -779,16 +832,10 @@ impl Writer<'_> {
             }
             return Ok(Err(ErrorCode::QuotaExceeded));
         }
-        let id = EnvelopeId::random(&mut rand::rng());
-        let mut value = Vec::with_capacity(8 + body.len());
-        value.extend_from_slice(&expires_at.to_be_bytes());
-        value.extend_from_slice(body);
+        let id = new_envelope_id(expires_at);
         self.envelopes
-            .insert(envelope_key(&recipient, &id).as_slice(), value.as_slice())?;
-        self.expiry.insert(
-            expiry_key(expires_at, &recipient, &id).as_slice(),
-            [].as_slice(),
-        )?;
+            .insert(envelope_key(&recipient, &id).as_slice(), body)?;
+        self.held_delta[bucket_index(body.len())] += 1;
         mb.count += 1;
         mb.bytes += len;
         self.put_mailbox(&recipient, &mb)?;
@@ -799,7 +846,7 @@ impl Writer<'_> {
         }))
     }
 
-    /// Removes one envelope, its expiry entry and its share of the mailbox counters.
+    /// Removes one envelope and its share of the mailbox counters.
     fn delete_envelope(
         &mut self,
         recipient: &MailboxId,
@@ -809,19 +856,11 @@ impl Writer<'_> {
         let removed = self
             .envelopes
             .remove(envelope_key(recipient, id).as_slice())?
-            .map(|v| v.value().to_vec());
-        let Some(value) = removed else {
+            .map(|v| v.value().len() as u64);
+        let Some(len) = removed else {
             return Ok(());
         };
-        let expires_at = u64::from_be_bytes(
-            value
-                .get(..8)
-                .and_then(|b| b.try_into().ok())
-                .ok_or(StoreError::Corrupt("envelopes"))?,
-        );
-        self.expiry
-            .remove(expiry_key(expires_at, recipient, id).as_slice())?;
-        let len = (value.len() - 8) as u64;
+        self.held_delta[bucket_index(len as usize)] -= 1;
         deleted.count += 1;
         if let Some(mut mb) = self.mailbox(recipient)? {
             mb.count = mb.count.saturating_sub(1);
@@ -850,24 +889,27 @@ impl Writer<'_> {
     }
 
     fn sweep(&mut self, now: u64) -> Result<Deleted, StoreError> {
-        let end = expiry_key(now, &MailboxId([0xff; 32]), &EnvelopeId([0xff; 32]));
-        let mut due = Vec::new();
-        for item in self.expiry.range(..=end.as_slice())? {
+        // Per mailbox, the expired envelopes are a prefix of its key range.
+        let mut recipients = Vec::new();
+        for item in self.mailboxes.iter()? {
             let (k, _) = item?;
-            due.push(k.value().to_vec());
-            if due.len() == SWEEP_BATCH {
-                break;
+            recipients.push(MailboxId(arr32(k.value(), "mailboxes")?));
+        }
+        let mut due = Vec::new();
+        'mailboxes: for recipient in recipients {
+            let start = envelope_key(&recipient, &EnvelopeId([0; 32]));
+            let end = after(&recipient, now);
+            for item in self.envelopes.range(start.as_slice()..end.as_slice())? {
+                let (k, _) = item?;
+                let id = EnvelopeId(arr32(k.value().get(32..).unwrap_or_default(), "envelopes")?);
+                due.push((recipient, id));
+                if due.len() == SWEEP_BATCH {
+                    break 'mailboxes;
+                }
             }
         }
         let mut deleted = Deleted::default();
-        for k in due {
-            if k.len() != 72 {
-                return Err(StoreError::Corrupt("expiry"));
-            }
-            let recipient = MailboxId(arr32(&k[8..40], "expiry")?);
-            let id = EnvelopeId(arr32(&k[40..], "expiry")?);
-            // Also drop the expiry entry itself, even if its envelope were already gone.
-            self.expiry.remove(k.as_slice())?;
+        for (recipient, id) in due {
             self.delete_envelope(&recipient, &id, &mut deleted)?;
         }
         Ok(deleted)
@@ -1007,6 +1049,38 @@ mod tests {
         assert_eq!(acked.count, 1);
         assert_eq!(store.counts().unwrap().envelopes, 0);
         assert_eq!(store.sweep(u64::MAX - 1).await.unwrap().count, 0);
+    }
+
+    #[tokio::test]
+    async fn held_bucket_counts_follow_commits_and_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (r, s) = (MailboxId([1; 32]), MailboxId([2; 32]));
+        let ids = {
+            let store = open(dir.path());
+            store.create_mailbox(r, s, [3; 32]).await.unwrap();
+            let a = store.send(s, u64::MAX, body(b"a")).await.unwrap();
+            store.send(s, u64::MAX, body(&[7; 2000])).await.unwrap();
+            // A refused send changes nothing.
+            assert!(
+                store
+                    .send(MailboxId([9; 32]), u64::MAX, body(b"x"))
+                    .await
+                    .is_err()
+            );
+            assert_eq!(
+                store.bucket_histogram().unwrap(),
+                vec![(1024, 1), (4096, 1)]
+            );
+            store.close();
+            vec![a.id]
+        };
+        let store = open(dir.path());
+        assert_eq!(
+            store.bucket_histogram().unwrap(),
+            vec![(1024, 1), (4096, 1)]
+        );
+        store.ack(r, ids).await.unwrap();
+        assert_eq!(store.bucket_histogram().unwrap(), vec![(4096, 1)]);
     }
 
     #[tokio::test]

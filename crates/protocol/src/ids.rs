@@ -102,7 +102,8 @@ id_type!(
 );
 
 id_type!(
-    /// An envelope id, chosen by the relay when it stores an envelope.
+    /// An envelope id, chosen by the relay when it stores an envelope: its expiry (u64
+    /// big-endian, a minute boundary) and 24 random bytes (see SPEC.md).
     EnvelopeId
 );
 

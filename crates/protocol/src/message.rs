@@ -244,7 +244,7 @@ pub struct Sent {
 /// `Envelopes`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelopes {
-    /// Pending, unexpired envelopes, in no particular order.
+    /// Pending, unexpired envelopes, in order of expiry.
     pub envelopes: BoundedVec<Envelope, MAX_FETCH_ENVELOPES>,
     /// Whether more are waiting.
     pub more: bool,
