@@ -502,6 +502,19 @@ fn main() {
         "relay RSS: {} KiB at start, {} KiB after load",
         rss0, rss_load
     );
+    std::thread::sleep(Duration::from_secs(6)); // stats.json is written every 5 s
+    match postern_relay::metrics::StatsFile::read(&dir.path().join("relay")) {
+        Err(e) => println!("relay group commit: stats unavailable ({e})"),
+        Ok(stats) => {
+            let c = &stats.counters;
+            println!(
+                "relay group commit: {} commits for {} operations ({:.1} per fdatasync on average)",
+                c.commits,
+                c.committed_ops,
+                c.committed_ops as f64 / c.commits.max(1) as f64
+            );
+        }
+    }
     let binding = quinn_rate * 0.5;
     let disk = redb_best * 0.8;
     let (limit_name, limit) = if binding < disk {
