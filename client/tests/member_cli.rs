@@ -1,9 +1,13 @@
 //! Runs the real `postern` binary against a relay on loopback: org init, relay add, member
-//! init, org enroll, enroll, send, inbox --json, and refusals with their exit codes.
+//! init, org enroll, enroll, send, inbox --json, watch --json, and refusals with their
+//! exit codes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
 
 use postern_relay::relay;
 
@@ -199,4 +203,63 @@ fn help_documents_the_exit_codes() {
     ] {
         assert!(text.contains(cmd), "{cmd} missing from --help");
     }
+}
+
+#[test]
+fn watch_prints_waiting_then_pushed_messages_as_json_lines() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let org_home = root.join("org");
+    let org_key = ok(&org_home, &["org", "init"])
+        .lines()
+        .last()
+        .unwrap()
+        .to_owned();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let data = root.join("relay");
+    relay::init(&data, &org_key, "127.0.0.1:0".parse().unwrap(), None).unwrap();
+    let running = rt.block_on(relay::start(&data)).unwrap();
+    let mut address = relay::address(&data).unwrap();
+    address.port = running.local_addr.port();
+    ok(&org_home, &["org", "relay", "add", &address.to_string()]);
+    let alice = member(root, &org_home, "alice");
+    let bob = member(root, &org_home, "bob");
+
+    ok(&alice, &["send", "bob", "waiting before watch"]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_postern"))
+        .env_remove("POSTERN_HOME")
+        .env("POSTERN_PASSPHRASE", PASS)
+        .env("POSTERN_INSECURE_FAST_KDF", "1")
+        .arg("--home")
+        .arg(&bob)
+        .args(["watch", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                return;
+            }
+        }
+    });
+    let first: serde_json::Value =
+        serde_json::from_str(&rx.recv_timeout(Duration::from_secs(30)).unwrap()).unwrap();
+    assert_eq!(first["from"], "alice");
+    assert_eq!(first["body"], "waiting before watch");
+    // Sent while bob watches: pushed, not polled.
+    ok(&alice, &["send", "bob", "pushed while watching"]);
+    let second: serde_json::Value =
+        serde_json::from_str(&rx.recv_timeout(Duration::from_secs(30)).unwrap()).unwrap();
+    assert_eq!(second["body"], "pushed while watching");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    rt.block_on(running.shutdown());
 }
