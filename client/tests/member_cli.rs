@@ -73,31 +73,54 @@ fn member(root: &Path, org_home: &Path, handle: &str) -> PathBuf {
     home
 }
 
+/// An org (admin home) and a relay on loopback that the org's descriptor names.
+struct Org {
+    tmp: tempfile::TempDir,
+    org_home: PathBuf,
+    rt: tokio::runtime::Runtime,
+    running: relay::Running,
+}
+
+impl Org {
+    fn new() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let org_home = tmp.path().join("org");
+        let org_key = ok(&org_home, &["org", "init"])
+            .lines()
+            .last()
+            .unwrap()
+            .to_owned();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let data = tmp.path().join("relay");
+        relay::init(&data, &org_key, "127.0.0.1:0".parse().unwrap(), None).unwrap();
+        let running = rt.block_on(relay::start(&data)).unwrap();
+        let mut address = relay::address(&data).unwrap();
+        address.port = running.local_addr.port();
+        ok(&org_home, &["org", "relay", "add", &address.to_string()]);
+        Self {
+            tmp,
+            org_home,
+            rt,
+            running,
+        }
+    }
+
+    fn shutdown(self) {
+        self.rt.block_on(self.running.shutdown());
+    }
+}
+
 #[test]
 fn init_enroll_send_and_inbox_through_the_real_binary() {
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path();
-    let org_home = root.join("org");
-    let org_key = ok(&org_home, &["org", "init"])
-        .lines()
-        .last()
-        .unwrap()
-        .to_owned();
+    let org = Org::new();
+    let (root, org_home) = (org.tmp.path(), &org.org_home);
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let data = root.join("relay");
-    relay::init(&data, &org_key, "127.0.0.1:0".parse().unwrap(), None).unwrap();
-    let running = rt.block_on(relay::start(&data)).unwrap();
-    let mut address = relay::address(&data).unwrap();
-    address.port = running.local_addr.port();
-    ok(&org_home, &["org", "relay", "add", &address.to_string()]);
-
-    let alice = member(root, &org_home, "alice");
-    let bob = member(root, &org_home, "bob");
+    let alice = member(root, org_home, "alice");
+    let bob = member(root, org_home, "bob");
 
     let out = ok(
         &alice,
@@ -163,7 +186,7 @@ fn init_enroll_send_and_inbox_through_the_real_binary() {
         ],
     );
     ok(
-        &org_home,
+        org_home,
         &[
             "org",
             "enroll",
@@ -187,7 +210,7 @@ fn init_enroll_send_and_inbox_through_the_real_binary() {
     assert!(out.contains("Wiped"), "{out}");
     assert!(!carol.join("vault").exists());
 
-    rt.block_on(running.shutdown());
+    org.shutdown();
 }
 
 #[test]
@@ -207,27 +230,10 @@ fn help_documents_the_exit_codes() {
 
 #[test]
 fn watch_prints_waiting_then_pushed_messages_as_json_lines() {
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path();
-    let org_home = root.join("org");
-    let org_key = ok(&org_home, &["org", "init"])
-        .lines()
-        .last()
-        .unwrap()
-        .to_owned();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let data = root.join("relay");
-    relay::init(&data, &org_key, "127.0.0.1:0".parse().unwrap(), None).unwrap();
-    let running = rt.block_on(relay::start(&data)).unwrap();
-    let mut address = relay::address(&data).unwrap();
-    address.port = running.local_addr.port();
-    ok(&org_home, &["org", "relay", "add", &address.to_string()]);
-    let alice = member(root, &org_home, "alice");
-    let bob = member(root, &org_home, "bob");
+    let org = Org::new();
+    let (root, org_home) = (org.tmp.path(), &org.org_home);
+    let alice = member(root, org_home, "alice");
+    let bob = member(root, org_home, "bob");
 
     ok(&alice, &["send", "bob", "waiting before watch"]);
     let mut child = Command::new(env!("CARGO_BIN_EXE_postern"))
@@ -261,5 +267,5 @@ fn watch_prints_waiting_then_pushed_messages_as_json_lines() {
     assert_eq!(second["body"], "pushed while watching");
     child.kill().unwrap();
     child.wait().unwrap();
-    rt.block_on(running.shutdown());
+    org.shutdown();
 }
