@@ -99,13 +99,23 @@ pub struct UpdateArgs {
 }
 
 /// `postern delivery handoff`
-#[derive(Debug, Args)]
+#[derive(Args)]
 pub struct HandoffArgs {
     /// The delivery id.
     pub id: String,
     /// The 16-digit code the family read out (spaces and dashes are ignored).
     #[arg(long)]
     pub code: String,
+}
+
+impl std::fmt::Debug for HandoffArgs {
+    // The code proves a hand-off: never let a debug print carry it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HandoffArgs")
+            .field("id", &self.id)
+            .field("code", &"<redacted>")
+            .finish()
+    }
 }
 
 fn spinner(message: &str) -> ProgressBar {

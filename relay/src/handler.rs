@@ -303,7 +303,13 @@ async fn handle_inner(shared: &Shared, session: &Session, req: Request) -> (Resp
     let Some(admitted) = session.lock().admitted.clone() else {
         return err(ErrorCode::Unauthorized);
     };
-    if let Err(code) = still_admitted(&admitted, shared.revocations().as_ref(), now) {
+    // Checked under the read lock: the list may hold tens of thousands of serials, and
+    // copying it on every request would put that on the hot path.
+    let admission = {
+        let held = shared.revocations.read().unwrap_or_else(|p| p.into_inner());
+        still_admitted(&admitted, held.as_ref(), now)
+    };
+    if let Err(code) = admission {
         return (Response::Error(code), Effect::Close(code));
     }
 

@@ -290,9 +290,7 @@ async fn a_mailbox_opens_only_with_its_owner_key_and_acks_only_touch_it() {
     let p = pin(&data);
     let bob = org.member("bob");
     let eve = org.member("eve");
-    let mut b = admitted(relay.local_addr, p, &bob).await;
-    let mb = create_mailbox(&b).await;
-    b.open_mailbox(mb.recipient, &mb.owner).await.unwrap();
+    let (b, mb) = with_mailbox(relay.local_addr, p, &bob).await;
     let Response::Sent(sent) = b
         .request(&send_req(mb.sender, 600, b"for bob"))
         .await
@@ -377,9 +375,7 @@ async fn quota_refuses_then_signals_when_space_returns() {
     let (_d, data) = relay_dir(&org, |c| c.limits.mailbox_max_envelopes = 3);
     let relay = start(&data).await;
     let m = org.member("member-m");
-    let mut c = admitted(relay.local_addr, pin(&data), &m).await;
-    let mb = create_mailbox(&c).await;
-    c.open_mailbox(mb.recipient, &mb.owner).await.unwrap();
+    let (c, mb) = with_mailbox(relay.local_addr, pin(&data), &m).await;
     let mut pushes = c.subscribe().await.unwrap();
     let mut ids = Vec::new();
     for i in 0..3 {
@@ -485,9 +481,7 @@ async fn revocation_lists_only_move_forward_and_cut_off_the_revoked() {
     let courier = org.member("courier-7");
     let watcher = org.member("watcher");
     let c = admitted(relay.local_addr, p, &courier).await;
-    let mut w = admitted(relay.local_addr, p, &watcher).await;
-    let wmb = create_mailbox(&w).await;
-    w.open_mailbox(wmb.recipient, &wmb.owner).await.unwrap();
+    let (w, wmb) = with_mailbox(relay.local_addr, p, &watcher).await;
     let mut pushes = w.subscribe().await.unwrap();
 
     let put = |l: Vec<u8>| {
@@ -590,8 +584,6 @@ async fn hostile_frames_close_that_connection_and_the_relay_keeps_serving() {
         assert!(closed.is_ok(), "connection not closed after {code:?}");
     }
     // Unknown version only.
-    let raw = RelayConnection::connect_addr(relay.local_addr, p).await;
-    drop(raw);
     let endpoint = postern_relay::client::client_endpoint(false).unwrap();
     let hello99 = encode_frame(&Request::Hello(Hello {
         versions: BoundedVec::new(vec![99]).unwrap(),

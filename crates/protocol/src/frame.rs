@@ -63,11 +63,6 @@ pub fn encode_frame<T: Serialize>(msg: &T) -> Result<Vec<u8>, EncodeError> {
     Ok(out)
 }
 
-/// The encoded size of a message body, without allocating it.
-pub fn encoded_len<T: Serialize>(msg: &T) -> Result<usize, EncodeError> {
-    postcard::experimental::serialized_size(msg).map_err(|_| EncodeError::Serialize)
-}
-
 fn decode_body_as<T: DeserializeOwned>(body: &[u8], what: &'static str) -> Result<T, DecodeError> {
     if body.len() > MAX_FRAME_LEN {
         return Err(DecodeError::FrameTooLarge {

@@ -284,24 +284,3 @@ pub enum Push {
         version: u64,
     },
 }
-
-impl Request {
-    /// Stable name of the request kind, for metrics and logs (carries no data).
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Request::Hello(_) => "hello",
-            Request::Authenticate(_) => "authenticate",
-            Request::CreateMailbox(_) => "create_mailbox",
-            Request::OpenMailbox(_) => "open_mailbox",
-            Request::PublishPrekeys(_) => "publish_prekeys",
-            Request::FetchPrekeys(_) => "fetch_prekeys",
-            Request::Send(_) => "send",
-            Request::Subscribe => "subscribe",
-            Request::Fetch(_) => "fetch",
-            Request::Ack(_) => "ack",
-            Request::GetRevocationList => "get_revocation_list",
-            Request::PutRevocationList(_) => "put_revocation_list",
-            Request::Ping(_) => "ping",
-        }
-    }
-}

@@ -151,6 +151,18 @@ pub async fn create_mailbox(c: &RelayConnection) -> Mailbox {
     mb
 }
 
+/// An admitted connection with a new mailbox opened on it.
+pub async fn with_mailbox(
+    addr: SocketAddr,
+    pin: [u8; 32],
+    m: &Member,
+) -> (RelayConnection, Mailbox) {
+    let mut c = admitted(addr, pin, m).await;
+    let mb = create_mailbox(&c).await;
+    c.open_mailbox(mb.recipient, &mb.owner).await.unwrap();
+    (c, mb)
+}
+
 pub fn send_req(to: MailboxId, ttl: u32, content: &[u8]) -> Request {
     Request::Send(SendEnvelope {
         to,
