@@ -236,10 +236,13 @@ impl RelayConnection {
                 .await
                 .map_err(|e| ClientError::Connection(e.to_string()))?;
             let len = frame::body_len(header)?;
-            let mut body = vec![0u8; len];
-            recv.read_exact(&mut body)
+            let body = recv
+                .read_to_end(len)
                 .await
                 .map_err(|e| ClientError::Connection(e.to_string()))?;
+            if body.len() != len {
+                return Err(ClientError::Connection("response truncated".into()));
+            }
             Ok(frame::decode_response(&body)?)
         };
         tokio::time::timeout(REQUEST_TIMEOUT, work)

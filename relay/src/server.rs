@@ -234,8 +234,15 @@ async fn request(
         let mut header = [0u8; HEADER_LEN];
         recv.read_exact(&mut header).await.map_err(truncated)?;
         let len = frame::body_len(header).map_err(|e| Some(e.code()))?;
-        let mut body = vec![0u8; len];
-        recv.read_exact(&mut body).await.map_err(truncated)?;
+        // Buffer only what actually arrives (a header may promise 256 KiB and send
+        // nothing); more than announced, or less before the stream ends, is malformed.
+        let body = recv.read_to_end(len).await.map_err(|e| match e {
+            quinn::ReadToEndError::TooLong => Some(ErrorCode::Malformed),
+            quinn::ReadToEndError::Read(_) => None,
+        })?;
+        if body.len() != len {
+            return Err(Some(ErrorCode::Malformed));
+        }
         frame::decode_request(&body).map_err(|e| Some(e.code()))
     };
     let outcome = match tokio::time::timeout(REQUEST_READ_TIMEOUT, read).await {
