@@ -1084,6 +1084,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn one_time_prekeys_beyond_the_directory_quota_are_refused_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path()); // max_one_time: 10
+        let d = DirectoryKey([4; 32]);
+        let eleven = (0..11u8).map(|i| vec![i; 8]).collect();
+        assert_eq!(
+            store.publish(d, [1; 32], b"entry".to_vec(), eleven).await,
+            Err(ErrorCode::QuotaExceeded)
+        );
+        assert_eq!(store.counts().unwrap().one_time_prekeys, 0);
+        assert_eq!(store.counts().unwrap().directory_entries, 0);
+        let ten = (0..10u8).map(|i| vec![i; 8]).collect();
+        assert_eq!(
+            store.publish(d, [1; 32], b"entry".to_vec(), ten).await,
+            Ok(10)
+        );
+        assert_eq!(
+            store
+                .publish(d, [1; 32], b"entry".to_vec(), vec![vec![0; 8]])
+                .await,
+            Err(ErrorCode::QuotaExceeded)
+        );
+        assert_eq!(store.counts().unwrap().one_time_prekeys, 10);
+    }
+
+    #[tokio::test]
     async fn the_byte_quota_counts_padded_bodies() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(
