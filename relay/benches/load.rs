@@ -2,15 +2,19 @@
 //!
 //! 1. the raw quinn request/response rate (1 KiB each way, one connection, 64 streams in
 //!    flight) — the transport's limit;
-//! 2. the raw redb group-commit rate (1 KiB envelopes, a batch per fdatasync) — the disk's
-//!    limit;
+//! 2. the raw redb group-commit rate (1 KiB values, a batch per fdatasync) for three key
+//!    patterns and three batch sizes; the best of them is taken as the disk's limit;
 //! 3. the relay (a real `postern-relay` process): N senders and N subscribed recipients,
-//!    1 KiB padded envelopes, each send acknowledged only once durable — messages per
-//!    second, p50/p99 send-to-delivery latency, relay RSS; then the latency again at half
-//!    that rate;
+//!    1 KiB padded envelopes, each send acknowledged only once durable; recipients
+//!    acknowledge what they receive, as the client does, so the relay deletes it —
+//!    durable sends per second, p50/p99 send-to-delivery latency, the CPU the relay and
+//!    the load generator used, relay RSS; then the latency again at half that rate;
 //! 4. relay RSS with 1,000 authenticated idle connections.
 //!
-//! Run: `cargo bench -p postern-relay --bench load` (env BENCH_SECS, BENCH_PAIRS).
+//! The relay and the load generator share the machine's cores.
+//!
+//! Run: `cargo bench -p postern-relay --bench load` (env BENCH_SECS, BENCH_PAIRS;
+//! BENCH_ONLY=relay|store|idle runs one part).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::net::SocketAddr;
@@ -21,8 +25,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use postern_identity::{DeviceKeyPair, Handle, OrgRoot, Role, SignalPublicKey};
-use postern_protocol::bytes::{Bytes, FixedBytes};
+use postern_protocol::bytes::{BoundedVec, Bytes, FixedBytes};
+use postern_protocol::ids::EnvelopeId;
 use postern_protocol::ids::MailboxId;
+use postern_protocol::limits::MAX_ACK_IDS;
 use postern_protocol::message::*;
 use postern_protocol::padding::pad;
 use postern_relay::client::{DeviceSigner, RelayConnection, client_endpoint};
@@ -110,22 +116,45 @@ async fn raw_quinn() -> f64 {
 
 // ---------- 2. raw redb ----------
 
-fn raw_redb(dir: &Path, batch: usize) -> f64 {
+/// Key patterns for the raw redb measurement; the best of them is the disk's limit.
+#[derive(Clone, Copy, Debug)]
+enum KeyPattern {
+    /// Random keys, never deleted: the table grows.
+    RandomGrowing,
+    /// Increasing keys, never deleted: appends at the right edge.
+    Sequential,
+    /// Random keys, each batch also deleting the previous batch's keys (a steady state
+    /// like recipients acknowledging what they received).
+    RandomSteady,
+}
+
+fn raw_redb(dir: &Path, batch: usize, pattern: KeyPattern) -> f64 {
     const T: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("t");
-    let db = redb::Database::create(dir.join(format!("raw-{batch}.redb"))).unwrap();
+    let db = redb::Database::create(dir.join(format!("raw-{batch}-{pattern:?}.redb"))).unwrap();
     let body = vec![0xabu8; 1024];
     let start = Instant::now();
     let mut n = 0u64;
+    let mut previous: Vec<[u8; 64]> = Vec::new();
     while start.elapsed() < Duration::from_secs(secs()) {
         let txn = db.begin_write().unwrap();
         {
             let mut t = txn.open_table(T).unwrap();
+            let mut this = Vec::with_capacity(batch);
             for _ in 0..batch {
-                // Same key shape as the relay: 72 bytes, random id part.
-                let mut k = [0u8; 72];
-                k[40..].copy_from_slice(&rand::random::<[u8; 32]>());
+                // Same key shape as the relay: 64 bytes (mailbox ‖ envelope id).
+                let mut k = [0u8; 64];
+                match pattern {
+                    KeyPattern::Sequential => k[32..40].copy_from_slice(&n.to_be_bytes()),
+                    _ => k[32..].copy_from_slice(&rand::random::<[u8; 32]>()),
+                }
                 t.insert(k.as_slice(), body.as_slice()).unwrap();
+                this.push(k);
                 n += 1;
+            }
+            if matches!(pattern, KeyPattern::RandomSteady) {
+                for k in std::mem::replace(&mut previous, this) {
+                    t.remove(k.as_slice()).unwrap();
+                }
             }
         }
         txn.commit().unwrap(); // Durability::Immediate: fdatasync
@@ -220,6 +249,19 @@ fn member(root: &OrgRoot, handle: &str) -> Member {
     }
 }
 
+/// User + system CPU time of a process, in clock ticks (1/100 s).
+fn cpu_ticks(pid: &str) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which is in parentheses): utime is the 12th, stime
+    // the 13th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)
+}
+
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
@@ -280,6 +322,28 @@ struct LoadResult {
     p50_us: u64,
     p99_us: u64,
     delivered: usize,
+    /// Envelopes the recipients acknowledged (deleted), per second.
+    ack_rate: f64,
+    /// CPU used by the relay process, in cores.
+    relay_cores: f64,
+    /// CPU used by this (load-generating) process, in cores.
+    generator_cores: f64,
+}
+
+impl LoadResult {
+    fn describe(&self) -> String {
+        format!(
+            "{:.0} durable sends/s ({:.0} acks/s), p50 {} us, p99 {} us send->delivery ({} deliveries sampled); CPU: relay {:.2} cores ({:.0} us per send), load generator {:.2} cores",
+            self.rate,
+            self.ack_rate,
+            self.p50_us,
+            self.p99_us,
+            self.delivered,
+            self.relay_cores,
+            1e6 * self.relay_cores / self.rate.max(1.0),
+            self.generator_cores
+        )
+    }
 }
 
 /// `pairs` sender connections each sending to its own subscribed recipient, with
@@ -294,6 +358,7 @@ async fn relay_load(
 ) -> LoadResult {
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(AtomicU64::new(0));
+    let acks = Arc::new(AtomicU64::new(0));
     let latencies = Arc::new(std::sync::Mutex::new(Vec::<u64>::new()));
     let epoch = Instant::now();
     let mut tasks = Vec::new();
@@ -321,6 +386,23 @@ async fn relay_load(
         let mut pushes = rc.subscribe().await.unwrap();
         let lat = latencies.clone();
         let stop_r = stop.clone();
+        // Like a real client, the recipient acknowledges what it received (so the relay
+        // deletes it); acks batch up while one is in flight.
+        let rc = Arc::new(rc);
+        let (ack_tx, mut ack_rx) = tokio::sync::mpsc::unbounded_channel::<EnvelopeId>();
+        let (acker_conn, acks_done) = (rc.clone(), acks.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            while ack_rx.recv_many(&mut ids, MAX_ACK_IDS).await > 0 {
+                let n = ids.len() as u64;
+                let req = Request::Ack(Ack {
+                    ids: BoundedVec::new(std::mem::take(&mut ids)).unwrap(),
+                });
+                if let Ok(Response::Acked(_)) = acker_conn.request(&req).await {
+                    acks_done.fetch_add(n, Ordering::Relaxed);
+                }
+            }
+        }));
         tasks.push(tokio::spawn(async move {
             let _keep = rc;
             while !stop_r.load(Ordering::Relaxed) {
@@ -331,6 +413,7 @@ async fn relay_load(
                         let sent = u64::from_be_bytes(b[..8].try_into().unwrap());
                         let now = epoch.elapsed().as_micros() as u64;
                         lat.lock().unwrap().push(now.saturating_sub(sent));
+                        let _ = ack_tx.send(e.id);
                     }
                     Ok(Ok(Some(_))) | Err(_) => {}
                     _ => break,
@@ -372,10 +455,18 @@ async fn relay_load(
     // Warm up, then measure.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let a0 = acked.load(Ordering::Relaxed);
+    let k0 = acks.load(Ordering::Relaxed);
+    let relay_pid = relay.child.id().to_string();
+    let (relay_t0, gen_t0) = (cpu_ticks(&relay_pid), cpu_ticks("self"));
     latencies.lock().unwrap().clear();
     let start = Instant::now();
     tokio::time::sleep(Duration::from_secs(secs())).await;
     let n = acked.load(Ordering::Relaxed) - a0;
+    let deleted = acks.load(Ordering::Relaxed) - k0;
+    let (relay_cpu, gen_cpu) = (
+        (cpu_ticks(&relay_pid) - relay_t0) as f64 / 100.0,
+        (cpu_ticks("self") - gen_t0) as f64 / 100.0,
+    );
     let elapsed = start.elapsed().as_secs_f64();
     let mut lats = latencies.lock().unwrap().clone();
     stop.store(true, Ordering::Relaxed);
@@ -393,6 +484,9 @@ async fn relay_load(
         p50_us: pct(0.50),
         p99_us: pct(0.99),
         delivered: lats.len(),
+        ack_rate: deleted as f64 / elapsed,
+        relay_cores: relay_cpu / elapsed,
+        generator_cores: gen_cpu / elapsed,
     }
 }
 
@@ -452,7 +546,7 @@ fn main() {
         return;
     }
     if std::env::var("BENCH_ONLY").as_deref() == Ok("store") {
-        let raw = raw_redb(dir.path(), 256);
+        let raw = raw_redb(dir.path(), 256, KeyPattern::RandomGrowing);
         let store = rt.block_on(store_alone(dir.path(), 256));
         println!(
             "raw redb (256 per fdatasync): {raw:.0}/s; relay store alone: {store:.0}/s ({:.0}%)",
@@ -460,15 +554,31 @@ fn main() {
         );
         return;
     }
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("relay") {
+        let org = OrgRoot::generate();
+        let mut relay = spawn_relay(dir.path(), &org);
+        let sat = rt.block_on(relay_load(&relay, &org, pairs(), 8, None));
+        println!("relay, saturating: {}", sat.describe());
+        let _ = relay.child.kill();
+        let _ = relay.child.wait();
+        return;
+    }
     let quinn_rate = rt.block_on(raw_quinn());
     println!("raw quinn request/response (1 KiB, 64 streams, 1 conn): {quinn_rate:>10.0} req/s");
     let mut redb_best = 0f64;
-    for batch in [16, 64, 256] {
-        let r = raw_redb(dir.path(), batch);
-        redb_best = redb_best.max(r);
-        println!(
-            "raw redb group commit (1 KiB, {batch:>3} per fdatasync):      {r:>10.0} envelopes/s"
-        );
+    for pattern in [
+        KeyPattern::RandomGrowing,
+        KeyPattern::Sequential,
+        KeyPattern::RandomSteady,
+    ] {
+        for batch in [16, 64, 256] {
+            let r = raw_redb(dir.path(), batch, pattern);
+            redb_best = redb_best.max(r);
+            println!(
+                "raw redb group commit (1 KiB, {batch:>3} per fdatasync, {:<13}): {r:>8.0} inserts/s",
+                format!("{pattern:?}")
+            );
+        }
     }
 
     let store_rate = rt.block_on(store_alone(dir.path(), 256));
@@ -482,21 +592,15 @@ fn main() {
     let sat = rt.block_on(relay_load(&relay, &org, pairs(), 8, None));
     let rss_load = rss_kib(relay.child.id());
     println!(
-        "relay, saturating ({} pairs x 8 in flight): {:>10.0} durable sends/s, p50 {} us, p99 {} us send->delivery ({} deliveries sampled)",
+        "relay, saturating ({} pairs x 8 in flight): {}",
         pairs(),
-        sat.rate,
-        sat.p50_us,
-        sat.p99_us,
-        sat.delivered
+        sat.describe()
     );
     let half = rt.block_on(relay_load(&relay, &org, pairs(), 8, Some(sat.rate / 2.0)));
     println!(
-        "relay, half rate (target {:.0}/s):            {:>10.0} durable sends/s, p50 {} us, p99 {} us send->delivery ({} deliveries sampled)",
+        "relay, half rate (target {:.0}/s): {}",
         sat.rate / 2.0,
-        half.rate,
-        half.p50_us,
-        half.p99_us,
-        half.delivered
+        half.describe()
     );
     println!(
         "relay RSS: {} KiB at start, {} KiB after load",

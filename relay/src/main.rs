@@ -8,6 +8,12 @@ use clap::{Parser, Subcommand};
 use postern_relay::metrics::StatsFile;
 use postern_relay::relay;
 
+/// mimalloc instead of glibc's malloc: the relay's threads (QUIC workers and the storage
+/// writer) allocate and free small buffers all the time, and glibc's arenas contend on
+/// them (measured in `benches/load.rs`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Postern relay: holds end-to-end-encrypted envelopes for one organisation's members
 /// until they fetch them, and forgets them on acknowledgement or expiry.
 #[derive(Debug, Parser)]
