@@ -1,20 +1,23 @@
 //! Relay load benchmark over loopback QUIC. Prints, in one run on one machine:
 //!
-//! 1. the raw quinn request/response rate (1 KiB each way, one connection, 64 streams in
-//!    flight) — the transport's limit;
-//! 2. the raw redb group-commit rate (1 KiB values, a batch per fdatasync) for three key
+//! 1. the raw quinn request/response rate (1 KiB each way; one connection with 64 streams
+//!    in flight, and as many connections as the relay's senders with 8 each); the better
+//!    is taken as the transport's limit;
+//! 2. the relay's traffic shape (send, push, batched ack) on a bare quinn server with no
+//!    storage — the transport's ceiling for this protocol;
+//! 3. the raw redb group-commit rate (1 KiB values, a batch per fdatasync) for three key
 //!    patterns and three batch sizes; the best of them is taken as the disk's limit;
-//! 3. the relay (a real `postern-relay` process): N senders and N subscribed recipients,
+//! 4. the relay (a real `postern-relay` process): N senders and N subscribed recipients,
 //!    1 KiB padded envelopes, each send acknowledged only once durable; recipients
 //!    acknowledge what they receive, as the client does, so the relay deletes it —
 //!    durable sends per second, p50/p99 send-to-delivery latency, the CPU the relay and
 //!    the load generator used, relay RSS; then the latency again at half that rate;
-//! 4. relay RSS with 1,000 authenticated idle connections.
+//! 5. relay RSS with 1,000 authenticated idle connections.
 //!
 //! The relay and the load generator share the machine's cores.
 //!
 //! Run: `cargo bench -p postern-relay --bench load` (env BENCH_SECS, BENCH_PAIRS;
-//! BENCH_ONLY=relay|store|idle runs one part).
+//! BENCH_ONLY=shaped|relay|store|idle runs one part).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::net::SocketAddr;
@@ -52,7 +55,10 @@ fn pairs() -> usize {
 
 // ---------- 1. raw quinn ----------
 
-async fn raw_quinn() -> f64 {
+/// Request/response rate of a bare quinn echo server: `connections` client connections
+/// (each its own endpoint, like the relay's members), `streams` requests in flight on
+/// each.
+async fn raw_quinn(connections: usize, streams: usize) -> f64 {
     let identity = RelayIdentity::generate().unwrap();
     let crypto = QuicServerConfig::try_from(server_config(&identity).unwrap()).unwrap();
     let mut sc = quinn::ServerConfig::with_crypto(Arc::new(crypto));
@@ -77,21 +83,26 @@ async fn raw_quinn() -> f64 {
     });
     let crypto =
         QuicClientConfig::try_from(client_config(identity.pin().unwrap()).unwrap()).unwrap();
-    let client = client_endpoint(false).unwrap();
-    let conn = client
-        .connect_with(
-            quinn::ClientConfig::new(Arc::new(crypto)),
-            addr,
-            "postern-relay",
-        )
-        .unwrap()
-        .await
-        .unwrap();
+    let crypto = Arc::new(crypto);
+    let mut conns = Vec::new();
+    for _ in 0..connections {
+        let client = client_endpoint(false).unwrap();
+        let conn = client
+            .connect_with(
+                quinn::ClientConfig::new(crypto.clone()),
+                addr,
+                "postern-relay",
+            )
+            .unwrap()
+            .await
+            .unwrap();
+        conns.push(conn);
+    }
     let done = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
-    for _ in 0..64 {
-        let (conn, done, stop) = (conn.clone(), done.clone(), stop.clone());
+    for i in 0..connections * streams {
+        let (conn, done, stop) = (conns[i % connections].clone(), done.clone(), stop.clone());
         tasks.push(tokio::spawn(async move {
             let payload = vec![7u8; 1024];
             while !stop.load(Ordering::Relaxed) {
@@ -114,7 +125,151 @@ async fn raw_quinn() -> f64 {
     rate
 }
 
-// ---------- 2. raw redb ----------
+// ---------- 2. the relay's traffic shape on bare quinn ----------
+
+/// The relay's QUIC traffic without the relay: `pairs` sender connections each sending
+/// 1 KiB requests (`in_flight` at a time) that a bare quinn server answers with 48 bytes
+/// and forwards on a unidirectional stream to the paired recipient connection, whose
+/// acker answers with batched ack requests, as in [`relay_load`]. No storage, no
+/// admission, no parsing: the transport's ceiling for this protocol's shape.
+async fn relay_shaped_quinn(pairs: usize, in_flight: usize) -> f64 {
+    type Queues =
+        Arc<std::sync::Mutex<std::collections::HashMap<u32, tokio::sync::mpsc::Sender<Vec<u8>>>>>;
+    const MSG: usize = 1024;
+    let identity = RelayIdentity::generate().unwrap();
+    let crypto = QuicServerConfig::try_from(server_config(&identity).unwrap()).unwrap();
+    let mut sc = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    let mut tc = quinn::TransportConfig::default();
+    tc.max_concurrent_bidi_streams(quinn::VarInt::from_u32(256));
+    sc.transport_config(Arc::new(tc));
+    let server = quinn::Endpoint::server(sc, "127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = server.local_addr().unwrap();
+    let queues: Queues = Arc::default();
+    tokio::spawn(async move {
+        while let Some(inc) = server.accept().await {
+            let queues = queues.clone();
+            tokio::spawn(async move {
+                let conn = inc.await.unwrap();
+                while let Ok((mut s, mut r)) = conn.accept_bi().await {
+                    let (queues, conn) = (queues.clone(), conn.clone());
+                    tokio::spawn(async move {
+                        let Ok(req) = r.read_to_end(16 * 1024).await else {
+                            return;
+                        };
+                        let pair = u32::from_be_bytes(req[1..5].try_into().unwrap());
+                        match req[0] {
+                            b'R' => {
+                                let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(1024);
+                                queues.lock().unwrap().insert(pair, tx);
+                                let mut uni = conn.open_uni().await.unwrap();
+                                let _ = s.write_all(b"subscribed").await;
+                                let _ = s.finish();
+                                while let Some(m) = rx.recv().await {
+                                    if uni.write_all(&m).await.is_err() {
+                                        break;
+                                    }
+                                }
+                            }
+                            b'S' => {
+                                let _ = s.write_all(&[0u8; 48]).await;
+                                let _ = s.finish();
+                                let tx = queues.lock().unwrap().get(&pair).cloned();
+                                if let Some(tx) = tx {
+                                    let _ = tx.try_send(req);
+                                }
+                            }
+                            _ => {
+                                let _ = s.write_all(&[0u8; 8]).await;
+                                let _ = s.finish();
+                            }
+                        }
+                    });
+                }
+            });
+        }
+    });
+    let crypto =
+        QuicClientConfig::try_from(client_config(identity.pin().unwrap()).unwrap()).unwrap();
+    let crypto = Arc::new(crypto);
+    let connect = || async {
+        client_endpoint(false)
+            .unwrap()
+            .connect_with(
+                quinn::ClientConfig::new(crypto.clone()),
+                addr,
+                "postern-relay",
+            )
+            .unwrap()
+            .await
+            .unwrap()
+    };
+    let request = |conn: quinn::Connection, body: Vec<u8>| async move {
+        let (mut s, mut r) = conn.open_bi().await?;
+        s.write_all(&body).await?;
+        s.finish()?;
+        r.read_to_end(64).await?;
+        Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+    };
+    let done = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for pair in 0..pairs as u32 {
+        let recipient = connect().await;
+        let mut hello = vec![b'R'];
+        hello.extend_from_slice(&pair.to_be_bytes());
+        request(recipient.clone(), hello).await.unwrap();
+        let (ack_tx, mut ack_rx) = tokio::sync::mpsc::unbounded_channel::<[u8; 32]>();
+        let acker_conn = recipient.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            while ack_rx.recv_many(&mut ids, MAX_ACK_IDS).await > 0 {
+                let mut body = vec![b'A', 0, 0, 0, 0];
+                for id in ids.drain(..) {
+                    body.extend_from_slice(&id);
+                }
+                if request(acker_conn.clone(), body).await.is_err() {
+                    break;
+                }
+            }
+        }));
+        tasks.push(tokio::spawn(async move {
+            // The stream shows up with its first push.
+            let Ok(mut pushes) = recipient.accept_uni().await else {
+                return;
+            };
+            let mut m = vec![0u8; MSG];
+            while pushes.read_exact(&mut m).await.is_ok() {
+                let _ = ack_tx.send([7; 32]);
+            }
+        }));
+        let sender = connect().await;
+        for _ in 0..in_flight {
+            let (sender, done, stop) = (sender.clone(), done.clone(), stop.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut body = vec![0x42u8; MSG];
+                body[0] = b'S';
+                body[1..5].copy_from_slice(&pair.to_be_bytes());
+                while !stop.load(Ordering::Relaxed) {
+                    if request(sender.clone(), body.clone()).await.is_ok() {
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }));
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let n0 = done.load(Ordering::Relaxed);
+    let start = Instant::now();
+    tokio::time::sleep(Duration::from_secs(secs())).await;
+    let rate = (done.load(Ordering::Relaxed) - n0) as f64 / start.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.abort();
+    }
+    rate
+}
+
+// ---------- 3. raw redb ----------
 
 /// Key patterns for the raw redb measurement; the best of them is the disk's limit.
 #[derive(Clone, Copy, Debug)]
@@ -162,7 +317,7 @@ fn raw_redb(dir: &Path, batch: usize, pattern: KeyPattern) -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
-// ---------- 2b. the relay's store alone (no QUIC) ----------
+// ---------- 3b. the relay's store alone (no QUIC) ----------
 
 async fn store_alone(dir: &Path, concurrency: usize) -> f64 {
     use postern_relay::store::{Quotas, Store};
@@ -208,7 +363,7 @@ async fn store_alone(dir: &Path, concurrency: usize) -> f64 {
     rate
 }
 
-// ---------- 3. the relay ----------
+// ---------- 4. the relay ----------
 
 struct Member {
     cert: Vec<u8>,
@@ -251,7 +406,27 @@ fn member(root: &OrgRoot, handle: &str) -> Member {
 
 /// User + system CPU time of a process, in clock ticks (1/100 s).
 fn cpu_ticks(pid: &str) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat_ticks(&format!("/proc/{pid}/stat"))
+}
+
+/// CPU ticks of the relay's storage writer thread (named `postern-relay-writer`, which
+/// the kernel shortens to 15 bytes).
+fn writer_ticks(pid: &str) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm"))
+                .is_ok_and(|c| c.starts_with("postern-relay-w"))
+        })
+        .map(|t| stat_ticks(&t.path().join("stat").to_string_lossy()))
+        .sum()
+}
+
+fn stat_ticks(path: &str) -> u64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
     // Fields after the command name (which is in parentheses): utime is the 12th, stime
     // the 13th.
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
@@ -326,6 +501,8 @@ struct LoadResult {
     ack_rate: f64,
     /// CPU used by the relay process, in cores.
     relay_cores: f64,
+    /// CPU used by the relay's storage writer thread, in cores.
+    writer_cores: f64,
     /// CPU used by this (load-generating) process, in cores.
     generator_cores: f64,
 }
@@ -333,7 +510,7 @@ struct LoadResult {
 impl LoadResult {
     fn describe(&self) -> String {
         format!(
-            "{:.0} durable sends/s ({:.0} acks/s), p50 {} us, p99 {} us send->delivery ({} deliveries sampled); CPU: relay {:.2} cores ({:.0} us per send), load generator {:.2} cores",
+            "{:.0} durable sends/s ({:.0} acks/s), p50 {} us, p99 {} us send->delivery ({} deliveries sampled)\n    CPU: relay {:.2} cores = {:.1} us per send ({:.1} us storage writer, {:.1} us QUIC and handlers), load generator {:.2} cores = {:.1} us per send",
             self.rate,
             self.ack_rate,
             self.p50_us,
@@ -341,7 +518,10 @@ impl LoadResult {
             self.delivered,
             self.relay_cores,
             1e6 * self.relay_cores / self.rate.max(1.0),
-            self.generator_cores
+            1e6 * self.writer_cores / self.rate.max(1.0),
+            1e6 * (self.relay_cores - self.writer_cores) / self.rate.max(1.0),
+            self.generator_cores,
+            1e6 * self.generator_cores / self.rate.max(1.0),
         )
     }
 }
@@ -457,14 +637,19 @@ async fn relay_load(
     let a0 = acked.load(Ordering::Relaxed);
     let k0 = acks.load(Ordering::Relaxed);
     let relay_pid = relay.child.id().to_string();
-    let (relay_t0, gen_t0) = (cpu_ticks(&relay_pid), cpu_ticks("self"));
+    let (relay_t0, writer_t0, gen_t0) = (
+        cpu_ticks(&relay_pid),
+        writer_ticks(&relay_pid),
+        cpu_ticks("self"),
+    );
     latencies.lock().unwrap().clear();
     let start = Instant::now();
     tokio::time::sleep(Duration::from_secs(secs())).await;
     let n = acked.load(Ordering::Relaxed) - a0;
     let deleted = acks.load(Ordering::Relaxed) - k0;
-    let (relay_cpu, gen_cpu) = (
+    let (relay_cpu, writer_cpu, gen_cpu) = (
         (cpu_ticks(&relay_pid) - relay_t0) as f64 / 100.0,
+        (writer_ticks(&relay_pid) - writer_t0) as f64 / 100.0,
         (cpu_ticks("self") - gen_t0) as f64 / 100.0,
     );
     let elapsed = start.elapsed().as_secs_f64();
@@ -486,6 +671,7 @@ async fn relay_load(
         delivered: lats.len(),
         ack_rate: deleted as f64 / elapsed,
         relay_cores: relay_cpu / elapsed,
+        writer_cores: writer_cpu / elapsed,
         generator_cores: gen_cpu / elapsed,
     }
 }
@@ -554,6 +740,11 @@ fn main() {
         );
         return;
     }
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("shaped") {
+        let r = rt.block_on(relay_shaped_quinn(pairs(), 8));
+        println!("relay-shaped bare quinn: {r:.0} sends/s");
+        return;
+    }
     if std::env::var("BENCH_ONLY").as_deref() == Ok("relay") {
         let org = OrgRoot::generate();
         let mut relay = spawn_relay(dir.path(), &org);
@@ -563,8 +754,19 @@ fn main() {
         let _ = relay.child.wait();
         return;
     }
-    let quinn_rate = rt.block_on(raw_quinn());
-    println!("raw quinn request/response (1 KiB, 64 streams, 1 conn): {quinn_rate:>10.0} req/s");
+    let mut quinn_rate = 0f64;
+    for (connections, streams) in [(1, 64), (pairs(), 8)] {
+        let r = rt.block_on(raw_quinn(connections, streams));
+        quinn_rate = quinn_rate.max(r);
+        println!(
+            "raw quinn request/response (1 KiB each way, {connections} connections x {streams} streams): {r:>8.0} req/s"
+        );
+    }
+    let shaped = rt.block_on(relay_shaped_quinn(pairs(), 8));
+    println!(
+        "the relay's traffic on bare quinn ({} pairs x 8 in flight; send, push, batched ack; no storage): {shaped:>8.0} sends/s",
+        pairs()
+    );
     let mut redb_best = 0f64;
     for pattern in [
         KeyPattern::RandomGrowing,
@@ -627,10 +829,11 @@ fn main() {
         ("80% of raw redb", disk)
     };
     println!(
-        "goal: durable sends/s >= {limit_name} = {limit:.0}/s -> {} ({:.0}% of quinn, {:.0}% of redb)",
+        "goal: durable sends/s >= {limit_name} = {limit:.0}/s -> {} ({:.0}% of raw quinn, {:.0}% of raw redb; {:.0}% of the relay's traffic on bare quinn)",
         if sat.rate >= limit { "met" } else { "NOT met" },
         100.0 * sat.rate / quinn_rate,
-        100.0 * sat.rate / redb_best
+        100.0 * sat.rate / redb_best,
+        100.0 * sat.rate / shaped
     );
     println!(
         "goal: p99 send->delivery < 5 ms at half rate -> {} ({} us)",
