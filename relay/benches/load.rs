@@ -132,7 +132,7 @@ async fn raw_quinn(connections: usize, streams: usize) -> f64 {
 /// and forwards on a unidirectional stream to the paired recipient connection, whose
 /// acker answers with batched ack requests, as in [`relay_load`]. No storage, no
 /// admission, no parsing: the transport's ceiling for this protocol's shape.
-async fn relay_shaped_quinn(pairs: usize, in_flight: usize) -> f64 {
+async fn relay_shaped_quinn(pairs: usize, in_flight: usize) -> (f64, f64, f64) {
     type Queues =
         Arc<std::sync::Mutex<std::collections::HashMap<u32, tokio::sync::mpsc::Sender<Vec<u8>>>>>;
     const MSG: usize = 1024;
@@ -211,6 +211,8 @@ async fn relay_shaped_quinn(pairs: usize, in_flight: usize) -> f64 {
         Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
     };
     let done = Arc::new(AtomicU64::new(0));
+    let delivered = Arc::new(AtomicU64::new(0));
+    let ack_requests = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
     for pair in 0..pairs as u32 {
@@ -219,10 +221,11 @@ async fn relay_shaped_quinn(pairs: usize, in_flight: usize) -> f64 {
         hello.extend_from_slice(&pair.to_be_bytes());
         request(recipient.clone(), hello).await.unwrap();
         let (ack_tx, mut ack_rx) = tokio::sync::mpsc::unbounded_channel::<[u8; 32]>();
-        let acker_conn = recipient.clone();
+        let (acker_conn, ack_requests) = (recipient.clone(), ack_requests.clone());
         tasks.push(tokio::spawn(async move {
             let mut ids = Vec::new();
             while ack_rx.recv_many(&mut ids, MAX_ACK_IDS).await > 0 {
+                ack_requests.fetch_add(1, Ordering::Relaxed);
                 let mut body = vec![b'A', 0, 0, 0, 0];
                 for id in ids.drain(..) {
                     body.extend_from_slice(&id);
@@ -232,6 +235,7 @@ async fn relay_shaped_quinn(pairs: usize, in_flight: usize) -> f64 {
                 }
             }
         }));
+        let delivered = delivered.clone();
         tasks.push(tokio::spawn(async move {
             // The stream shows up with its first push.
             let Ok(mut pushes) = recipient.accept_uni().await else {
@@ -239,6 +243,7 @@ async fn relay_shaped_quinn(pairs: usize, in_flight: usize) -> f64 {
             };
             let mut m = vec![0u8; MSG];
             while pushes.read_exact(&mut m).await.is_ok() {
+                delivered.fetch_add(1, Ordering::Relaxed);
                 let _ = ack_tx.send([7; 32]);
             }
         }));
@@ -258,10 +263,17 @@ async fn relay_shaped_quinn(pairs: usize, in_flight: usize) -> f64 {
         }
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let n0 = done.load(Ordering::Relaxed);
+    let counts = || [&done, &delivered, &ack_requests].map(|c| c.load(Ordering::Relaxed) as f64);
+    let c0 = counts();
     let start = Instant::now();
     tokio::time::sleep(Duration::from_secs(secs())).await;
-    let rate = (done.load(Ordering::Relaxed) - n0) as f64 / start.elapsed().as_secs_f64();
+    let c1 = counts();
+    let t = start.elapsed().as_secs_f64();
+    let rate = (
+        (c1[0] - c0[0]) / t,
+        (c1[1] - c0[1]) / t,
+        (c1[2] - c0[2]) / t,
+    );
     stop.store(true, Ordering::Relaxed);
     for t in tasks {
         t.abort();
@@ -499,6 +511,8 @@ struct LoadResult {
     delivered: usize,
     /// Envelopes the recipients acknowledged (deleted), per second.
     ack_rate: f64,
+    /// Ack requests per second (each carries the ids received since the previous one).
+    ack_request_rate: f64,
     /// CPU used by the relay process, in cores.
     relay_cores: f64,
     /// CPU used by the relay's storage writer thread, in cores.
@@ -510,9 +524,10 @@ struct LoadResult {
 impl LoadResult {
     fn describe(&self) -> String {
         format!(
-            "{:.0} durable sends/s ({:.0} acks/s), p50 {} us, p99 {} us send->delivery ({} deliveries sampled)\n    CPU: relay {:.2} cores = {:.1} us per send ({:.1} us storage writer, {:.1} us QUIC and handlers), load generator {:.2} cores = {:.1} us per send",
+            "{:.0} durable sends/s ({:.0} acks/s in {:.0} ack requests/s), p50 {} us, p99 {} us send->delivery ({} deliveries sampled)\n    CPU: relay {:.2} cores = {:.1} us per send ({:.1} us storage writer, {:.1} us QUIC and handlers), load generator {:.2} cores = {:.1} us per send",
             self.rate,
             self.ack_rate,
+            self.ack_request_rate,
             self.p50_us,
             self.p99_us,
             self.delivered,
@@ -539,6 +554,7 @@ async fn relay_load(
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(AtomicU64::new(0));
     let acks = Arc::new(AtomicU64::new(0));
+    let ack_requests = Arc::new(AtomicU64::new(0));
     let latencies = Arc::new(std::sync::Mutex::new(Vec::<u64>::new()));
     let epoch = Instant::now();
     let mut tasks = Vec::new();
@@ -570,7 +586,8 @@ async fn relay_load(
         // deletes it); acks batch up while one is in flight.
         let rc = Arc::new(rc);
         let (ack_tx, mut ack_rx) = tokio::sync::mpsc::unbounded_channel::<EnvelopeId>();
-        let (acker_conn, acks_done) = (rc.clone(), acks.clone());
+        let (acker_conn, acks_done, ack_requests) =
+            (rc.clone(), acks.clone(), ack_requests.clone());
         tasks.push(tokio::spawn(async move {
             let mut ids = Vec::new();
             while ack_rx.recv_many(&mut ids, MAX_ACK_IDS).await > 0 {
@@ -580,6 +597,7 @@ async fn relay_load(
                 });
                 if let Ok(Response::Acked(_)) = acker_conn.request(&req).await {
                     acks_done.fetch_add(n, Ordering::Relaxed);
+                    ack_requests.fetch_add(1, Ordering::Relaxed);
                 }
             }
         }));
@@ -636,6 +654,7 @@ async fn relay_load(
     tokio::time::sleep(Duration::from_secs(1)).await;
     let a0 = acked.load(Ordering::Relaxed);
     let k0 = acks.load(Ordering::Relaxed);
+    let r0 = ack_requests.load(Ordering::Relaxed);
     let relay_pid = relay.child.id().to_string();
     let (relay_t0, writer_t0, gen_t0) = (
         cpu_ticks(&relay_pid),
@@ -647,6 +666,7 @@ async fn relay_load(
     tokio::time::sleep(Duration::from_secs(secs())).await;
     let n = acked.load(Ordering::Relaxed) - a0;
     let deleted = acks.load(Ordering::Relaxed) - k0;
+    let ack_request_count = ack_requests.load(Ordering::Relaxed) - r0;
     let (relay_cpu, writer_cpu, gen_cpu) = (
         (cpu_ticks(&relay_pid) - relay_t0) as f64 / 100.0,
         (writer_ticks(&relay_pid) - writer_t0) as f64 / 100.0,
@@ -670,6 +690,7 @@ async fn relay_load(
         p99_us: pct(0.99),
         delivered: lats.len(),
         ack_rate: deleted as f64 / elapsed,
+        ack_request_rate: ack_request_count as f64 / elapsed,
         relay_cores: relay_cpu / elapsed,
         writer_cores: writer_cpu / elapsed,
         generator_cores: gen_cpu / elapsed,
@@ -695,6 +716,23 @@ async fn idle_connections(relay: &Relay, org: &OrgRoot, n: usize) -> Vec<RelayCo
         }
     }
     conns
+}
+
+/// Prints the relay's group-commit counters (from its stats file, written every 5 s).
+fn print_group_commit(dir: &Path) {
+    std::thread::sleep(Duration::from_secs(6));
+    match postern_relay::metrics::StatsFile::read(&dir.join("relay")) {
+        Err(e) => println!("relay group commit: stats unavailable ({e})"),
+        Ok(stats) => {
+            let c = &stats.counters;
+            println!(
+                "relay group commit: {} commits for {} operations ({:.1} per fdatasync on average)",
+                c.commits,
+                c.committed_ops,
+                c.committed_ops as f64 / c.commits.max(1) as f64
+            );
+        }
+    }
 }
 
 fn main() {
@@ -741,8 +779,10 @@ fn main() {
         return;
     }
     if std::env::var("BENCH_ONLY").as_deref() == Ok("shaped") {
-        let r = rt.block_on(relay_shaped_quinn(pairs(), 8));
-        println!("relay-shaped bare quinn: {r:.0} sends/s");
+        let (sends, delivered, ack_requests) = rt.block_on(relay_shaped_quinn(pairs(), 8));
+        println!(
+            "relay-shaped bare quinn: {sends:.0} sends/s, {delivered:.0} pushes/s, {ack_requests:.0} ack requests/s"
+        );
         return;
     }
     if std::env::var("BENCH_ONLY").as_deref() == Ok("relay") {
@@ -750,6 +790,7 @@ fn main() {
         let mut relay = spawn_relay(dir.path(), &org);
         let sat = rt.block_on(relay_load(&relay, &org, pairs(), 8, None));
         println!("relay, saturating: {}", sat.describe());
+        print_group_commit(dir.path());
         let _ = relay.child.kill();
         let _ = relay.child.wait();
         return;
@@ -762,9 +803,9 @@ fn main() {
             "raw quinn request/response (1 KiB each way, {connections} connections x {streams} streams): {r:>8.0} req/s"
         );
     }
-    let shaped = rt.block_on(relay_shaped_quinn(pairs(), 8));
+    let (shaped, shaped_pushes, shaped_acks) = rt.block_on(relay_shaped_quinn(pairs(), 8));
     println!(
-        "the relay's traffic on bare quinn ({} pairs x 8 in flight; send, push, batched ack; no storage): {shaped:>8.0} sends/s",
+        "the relay's traffic on bare quinn ({} pairs x 8 in flight; send, push, batched ack; no storage): {shaped:>8.0} sends/s ({shaped_pushes:.0} pushes/s, {shaped_acks:.0} ack requests/s)",
         pairs()
     );
     let mut redb_best = 0f64;
@@ -808,19 +849,7 @@ fn main() {
         "relay RSS: {} KiB at start, {} KiB after load",
         rss0, rss_load
     );
-    std::thread::sleep(Duration::from_secs(6)); // stats.json is written every 5 s
-    match postern_relay::metrics::StatsFile::read(&dir.path().join("relay")) {
-        Err(e) => println!("relay group commit: stats unavailable ({e})"),
-        Ok(stats) => {
-            let c = &stats.counters;
-            println!(
-                "relay group commit: {} commits for {} operations ({:.1} per fdatasync on average)",
-                c.commits,
-                c.committed_ops,
-                c.committed_ops as f64 / c.commits.max(1) as f64
-            );
-        }
-    }
+    print_group_commit(dir.path());
     let binding = quinn_rate * 0.5;
     let disk = redb_best * 0.8;
     let (limit_name, limit) = if binding < disk {
