@@ -103,6 +103,15 @@ fn udp_socket(listen: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
             tracing::warn!(error = %e, "could not enlarge the UDP {name} buffer");
         }
     }
+    // Linux reports twice what it granted (bookkeeping overhead included).
+    let granted = socket.recv_buffer_size().unwrap_or(0) / 2;
+    if granted < SOCKET_BUFFER {
+        tracing::info!(
+            granted_kib = granted / 1024,
+            wanted_kib = SOCKET_BUFFER / 1024,
+            "UDP receive buffer capped by net.core.rmem_max; raise it on a busy relay"
+        );
+    }
     socket.bind(&listen.into())?;
     Ok(socket.into())
 }
