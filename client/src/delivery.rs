@@ -600,7 +600,7 @@ impl<'m> Deliveries<'m> {
                     return Err(DeliveryError::NotPermitted {
                         role: self.role,
                         action: "confirm a hand-off",
-                        fix: "enter the family's code with `postern delivery handoff ID --code CODE`; a coordinator's client confirms it",
+                        fix: "enter the family's code with `postern delivery handoff ID` (it asks for the code); a coordinator's client confirms it",
                     });
                 }
                 let claim = state

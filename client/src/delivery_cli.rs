@@ -36,6 +36,10 @@ pub enum DeliveryCommand {
     /// Record a change: picked-up, in-transit, confirmed, failed, cancelled, note.
     Update(UpdateArgs),
     /// Courier: enter the hand-off code the family read out to you.
+    ///
+    /// The code is asked for at a prompt (not shown as you type), or read from the first
+    /// line of standard input when that is not a terminal. It is never a command-line
+    /// argument: those stay in shell history and other users can see them in `ps`.
     Handoff(HandoffArgs),
 }
 
@@ -103,9 +107,13 @@ pub struct UpdateArgs {
 pub struct HandoffArgs {
     /// The delivery id.
     pub id: String,
-    /// The 16-digit code the family read out (spaces and dashes are ignored).
-    #[arg(long)]
-    pub code: String,
+    /// Refused: a code given here would stay in shell history and show in `ps`. Kept
+    /// (hidden) only to say so clearly to someone used to it.
+    #[arg(long, hide = true)]
+    pub code: Option<String>,
+    /// The code, once read from the prompt or standard input.
+    #[arg(skip)]
+    pub entered: Option<HandoffCode>,
 }
 
 impl std::fmt::Debug for HandoffArgs {
@@ -116,6 +124,48 @@ impl std::fmt::Debug for HandoffArgs {
             .field("code", &"<redacted>")
             .finish()
     }
+}
+
+/// Longest line read as a hand-off code (16 digits with generous separators).
+const MAX_CODE_LINE: u64 = 128;
+
+/// Reads the hand-off code: at a prompt that does not echo, or from the first line of
+/// standard input when it is not a terminal. A misread code is refused here, before
+/// anything is sent, and does not count as an attempt.
+fn enter_handoff_code(a: &HandoffArgs) -> Result<HandoffCode, MemberError> {
+    use std::io::{BufRead, IsTerminal, Read};
+    use zeroize::Zeroizing;
+    if a.code.is_some() {
+        return Err(MemberError::BadInput(
+            "--code is refused: a code on the command line stays in your shell history and other users can see it in `ps`. Run `postern delivery handoff ID` and type the code at the prompt (or pipe it on standard input)".into(),
+        ));
+    }
+    let line = if std::io::stdin().is_terminal() {
+        Zeroizing::new(
+            rpassword::prompt_password(
+                "Hand-off code the family reads out (16 digits, not shown): ",
+            )
+            .map_err(|e| MemberError::BadInput(format!("cannot read the code: {e}")))?,
+        )
+    } else {
+        let mut line = Zeroizing::new(String::new());
+        std::io::stdin()
+            .lock()
+            .take(MAX_CODE_LINE)
+            .read_line(&mut line)
+            .map_err(|e| MemberError::BadInput(format!("cannot read the code: {e}")))?;
+        line
+    };
+    if line.trim().is_empty() {
+        return Err(MemberError::BadInput(
+            "no hand-off code was entered; nothing was sent".into(),
+        ));
+    }
+    HandoffCode::parse(line.trim()).map_err(|e| {
+        MemberError::BadInput(format!(
+            "{e} (nothing was sent: a misread code does not count as an attempt)"
+        ))
+    })
 }
 
 fn spinner(message: &str) -> ProgressBar {
@@ -356,10 +406,15 @@ fn require_sent(d: &Delivered) -> Result<(), DeliveryError> {
 
 /// Runs a delivery command, writing its report to `out`.
 pub fn run(
-    cmd: DeliveryCommand,
+    mut cmd: DeliveryCommand,
     ctx: &MemberContext,
     out: &mut dyn Write,
 ) -> Result<(), DeliveryError> {
+    // The code first: the family is waiting, and a misread is caught before the vault's
+    // slow unlock.
+    if let DeliveryCommand::Handoff(a) = &mut cmd {
+        a.entered = Some(enter_handoff_code(a)?);
+    }
     let member = open(ctx)?;
     let rt = runtime()?;
     rt.block_on(async {
@@ -682,11 +737,10 @@ async fn handoff(
     out: &mut dyn Write,
 ) -> Result<(), DeliveryError> {
     let id = parse_id(&a.id)?;
-    let code = HandoffCode::parse(&a.code).map_err(|e| {
-        MemberError::BadInput(format!(
-            "{e}: ask the family to read the 16 digits again; a misread digit is caught here and does not count as an attempt"
-        ))
-    })?;
+    let code = match a.entered {
+        Some(code) => code,
+        None => enter_handoff_code(&a)?,
+    };
     let delivered = deliveries.handoff(conn, &id, code).await?;
     writeln!(
         out,

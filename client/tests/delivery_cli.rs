@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 use postern::demo::DemoWorld;
 use postern_deliveries::HandoffCode;
@@ -14,16 +14,36 @@ use serde_json::Value;
 const PASS: &str = "correct horse battery staple";
 
 async fn postern(home: &Path, args: &[&str]) -> Output {
+    postern_with_input(home, args, "").await
+}
+
+/// Runs `postern` with `input` on its standard input (how a script gives a hand-off code).
+async fn postern_with_input(home: &Path, args: &[&str], input: &str) -> Output {
+    use std::io::Write;
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_postern"));
     cmd.arg("--home")
         .arg(home)
         .args(args)
         .env("POSTERN_PASSPHRASE", PASS)
         .env("POSTERN_INSECURE_FAST_KDF", "1")
-        .env_remove("POSTERN_HOME");
-    tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap()
+        .env_remove("POSTERN_HOME")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let input = input.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut child = cmd.spawn().unwrap();
+        // The command may exit before reading (a refused argument): ignore a broken pipe.
+        let _ = child.stdin.take().unwrap().write_all(input.as_bytes());
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+/// `postern delivery handoff ID`, the code given on standard input.
+async fn handoff(home: &Path, id: &str, code: &str) -> Output {
+    postern_with_input(home, &["delivery", "handoff", id], &format!("{code}\n")).await
 }
 
 fn ok(o: &Output) -> String {
@@ -216,11 +236,15 @@ async fn delivery_commands_run_a_delivery_with_json_output() {
     let mut typo = right.display_grouped().into_bytes();
     typo[0] = if typo[0] == b'9' { b'8' } else { typo[0] + 1 };
     let typo = String::from_utf8(typo).unwrap();
+    refused(&handoff(&courier, &id, &typo).await, 4, "does not count");
+    // The code is never taken from the command line (shell history, `ps`), and nothing
+    // typed is no code at all; neither counts as an attempt.
     refused(
-        &postern(&courier, &["delivery", "handoff", &id, "--code", &typo]).await,
+        &postern(&courier, &["delivery", "handoff", &id, "--code", &code]).await,
         4,
-        "does not count",
+        "shell history",
     );
+    refused(&handoff(&courier, &id, "").await, 4, "no hand-off code");
     // A wrong (but well-formed) code is refused by the coordinator's client.
     let wrong = loop {
         let c = HandoffCode::generate();
@@ -228,17 +252,7 @@ async fn delivery_commands_run_a_delivery_with_json_output() {
             break c;
         }
     };
-    ok(&postern(
-        &courier,
-        &[
-            "delivery",
-            "handoff",
-            &id,
-            "--code",
-            &wrong.display_grouped(),
-        ],
-    )
-    .await);
+    ok(&handoff(&courier, &id, &wrong.display_grouped()).await);
     let shown = json(&postern(&coord, &["delivery", "show", &id, "--json"]).await);
     assert_eq!(shown["status"], "in-transit");
     assert_eq!(shown["failed_handoff_attempts"], 1);
@@ -249,7 +263,7 @@ async fn delivery_commands_run_a_delivery_with_json_output() {
             .contains("wrong hand-off code")
     );
 
-    ok(&postern(&courier, &["delivery", "handoff", &id, "--code", &code]).await);
+    ok(&handoff(&courier, &id, &code).await);
     let shown = json(&postern(&coord, &["delivery", "show", &id, "--json"]).await);
     assert_eq!(shown["status"], "confirmed");
     let kinds: Vec<&str> = shown["history"]
