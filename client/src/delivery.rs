@@ -441,7 +441,7 @@ impl<'m> Deliveries<'m> {
         if let Some(r) = self.member.contact_role(who)? {
             return Ok(r);
         }
-        self.member.lookup(conn, who).await?;
+        self.member.lookup(conn, who, false).await?;
         self.member
             .contact_role(who)?
             .ok_or_else(|| DeliveryError::Member(MemberError::UnknownHandle(who.to_owned())))

@@ -30,8 +30,8 @@ use postern_identity::{
 use postern_protocol::bytes::{BoundedVec, Bytes, FixedBytes};
 use postern_protocol::ids::{EnvelopeId, MailboxId};
 use postern_protocol::message::{
-    Ack, CreateMailbox, Envelope, Fetch, FetchPrekeys, PublishPrekeys, PutRevocationList, Request,
-    Response, SendEnvelope,
+    Ack, CreateMailbox, Envelope, Fetch, FetchEntry, FetchPrekeys, PublishPrekeys,
+    PutRevocationList, Request, Response, SendEnvelope,
 };
 use postern_protocol::padding::{pad, unpad};
 use postern_protocol::{ErrorCode, RelayAddress as WireRelayAddress};
@@ -1194,20 +1194,24 @@ impl Member {
     }
 
     /// Fetches, verifies and stores `handle`'s directory entry (certificate, mailbox);
-    /// returns it with the one-time prekey the relay handed out, if any.
+    /// returns it with the one-time prekey the relay handed out, if any. Only a lookup
+    /// that starts a session should `take_one_time`: each is handed out once, and a
+    /// member's supply is finite.
     pub async fn lookup(
         &self,
         conn: &Connection,
         handle: &str,
+        take_one_time: bool,
     ) -> Result<(VerifiedEntry, Option<postern_e2e::OneTimePreKey>), MemberError> {
         let org = self.enrolled()?;
         handle_of(handle)?;
-        let lookup = directory::lookup_key(&org.directory_key, handle);
-        let prekeys = match conn
-            .relay
-            .request(&Request::FetchPrekeys(FetchPrekeys { directory: lookup }))
-            .await
-        {
+        let directory = directory::lookup_key(&org.directory_key, handle);
+        let request = if take_one_time {
+            Request::FetchPrekeys(FetchPrekeys { directory })
+        } else {
+            Request::FetchEntry(FetchEntry { directory })
+        };
+        let prekeys = match conn.relay.request(&request).await {
             Ok(Response::Prekeys(p)) => p,
             Ok(_) => return Err(unexpected("fetching a directory entry")),
             Err(ClientError::Refused(ErrorCode::NotFound)) => {
@@ -1320,7 +1324,7 @@ impl Member {
         };
         let known = load_contacts(&self.vault)?.iter().any(|c| c.handle == to);
         if !has_session || !known {
-            let (entry, one_time) = self.lookup(conn, to).await?;
+            let (entry, one_time) = self.lookup(conn, to, !has_session).await?;
             if !has_session {
                 let bundle = assemble_bundle(&entry.prekeys, one_time.as_ref())?;
                 let bundle = encode_bundle(&bundle).map_err(E2eError::from)?;
@@ -1330,7 +1334,7 @@ impl Member {
         }
         let outgoing = match self.encrypt(to, content_type, body, ttl).await {
             Err(MemberError::E2e(E2eError::Untrusted { reason, .. })) if refreshable(&reason) => {
-                self.lookup(conn, to).await?;
+                self.lookup(conn, to, false).await?;
                 self.encrypt(to, content_type, body, ttl).await?
             }
             other => other?,
@@ -1451,7 +1455,7 @@ impl Member {
                 Err(E2eError::Untrusted { peer, reason })
                     if attempt == 0 && refreshable(&reason) =>
                 {
-                    match self.lookup(conn, &peer).await {
+                    match self.lookup(conn, &peer, false).await {
                         Ok(_) => continue,
                         Err(MemberError::PeerRevoked(p)) => {
                             EnvelopeOutcome::Dropped(Dropped::Revoked(p))

@@ -203,12 +203,17 @@ async fn two_members_enroll_and_exchange_messages_both_ways() {
     let (alice, _) = enrolled(&w, "alice").await;
     let (bob, _) = enrolled(&w, "bob").await;
 
+    let one_time_held = || w.relay.shared.store.counts().unwrap().one_time_prekeys;
+
     let a = alice.connect().await.unwrap();
+    let before = one_time_held();
     let r = alice
         .send_text(&a, "bob", "parcel at dawn", None)
         .await
         .unwrap();
     assert!(r.new_session);
+    // Starting the session took one of bob's one-time prekeys.
+    assert_eq!(one_time_held(), before - 1);
     let r2 = alice
         .send_text(&a, "bob", "second", Some(Duration::from_secs(3600)))
         .await
@@ -234,6 +239,9 @@ async fn two_members_enroll_and_exchange_messages_both_ways() {
     bob.send_text(&b, "alice", "received, thanks", None)
         .await
         .unwrap();
+    // Learning who alice is, and answering in the session she started, took none of
+    // her one-time prekeys (they are only for starting sessions).
+    assert_eq!(one_time_held(), before - 1);
     let report = alice.fetch(&a).await.unwrap();
     assert_eq!(report.new.len(), 1);
     assert_eq!(
@@ -382,7 +390,7 @@ async fn bad_inputs_are_refused_with_their_cause() {
     raw.authenticate(&mallory).await.unwrap();
     let bob_prekeys = {
         // A genuine entry's prekeys, lifted from the directory.
-        let (entry, _) = alice.lookup(&a, "bob").await.unwrap();
+        let (entry, _) = alice.lookup(&a, "bob", false).await.unwrap();
         postern_e2e::encode_public_prekeys(&entry.prekeys).unwrap()
     };
     let forged = EntryContent {
@@ -466,7 +474,7 @@ async fn messages_from_a_revoked_member_are_dropped_and_garbage_is_counted() {
         .await
         .unwrap();
     // Garbage in alice's mailbox: a padded random body sent to her sender id.
-    let (entry, _) = bob.lookup(&b, "alice").await.unwrap();
+    let (entry, _) = bob.lookup(&b, "alice", false).await.unwrap();
     let junk = postern_protocol::padding::pad(&[0x11; 300]).unwrap();
     b.relay()
         .request(&Request::Send(postern_protocol::message::SendEnvelope {

@@ -389,6 +389,20 @@ async fn handle_inner(shared: &Shared, session: &Session, req: Request) -> (Resp
             },
             Err(code) => err(code),
         },
+        Request::FetchEntry(f) => match shared.store.directory_entry(&f.directory) {
+            Ok(Some(entry)) => match Bytes::new(entry) {
+                Ok(entry) => (
+                    Response::Prekeys(Prekeys {
+                        entry,
+                        one_time: None,
+                    }),
+                    Effect::None,
+                ),
+                Err(_) => err(ErrorCode::Internal),
+            },
+            Ok(None) => err(ErrorCode::NotFound),
+            Err(_) => err(ErrorCode::Internal),
+        },
         Request::Send(s) => {
             if !is_bucket(s.body.len()) {
                 return err(ErrorCode::BadPadding);

@@ -482,6 +482,19 @@ impl Store {
         Ok((out, false))
     }
 
+    /// A directory entry, read without taking a one-time prekey (`FetchEntry`).
+    pub fn directory_entry(&self, directory: &DirectoryKey) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(DIRECTORY)?;
+        match t.get(directory.as_bytes().as_slice())? {
+            Some(v) => {
+                let rec: DirectoryRecord = decode(v.value(), "directory")?;
+                Ok(Some(rec.entry))
+            }
+            None => Ok(None),
+        }
+    }
+
     /// The stored revocation list, if any.
     pub fn revocation_list(&self) -> Result<Option<Vec<u8>>, StoreError> {
         let txn = self.db.begin_read()?;

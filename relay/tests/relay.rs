@@ -56,6 +56,9 @@ async fn nothing_is_served_before_admission() {
         Request::FetchPrekeys(FetchPrekeys {
             directory: DirectoryKey([1; 32]),
         }),
+        Request::FetchEntry(FetchEntry {
+            directory: DirectoryKey([1; 32]),
+        }),
         Request::CreateMailbox(CreateMailbox {
             recipient: mb,
             sender: mb,
@@ -449,6 +452,18 @@ async fn the_directory_hands_out_each_one_time_prekey_once_and_only_the_publishe
         refused(b.request(&publish(b"hijack", vec![])).await),
         ErrorCode::Unauthorized
     );
+    // The entry alone, as often as asked: no one-time prekey goes with it.
+    for _ in 0..3 {
+        let Response::Prekeys(pk) = b
+            .request(&Request::FetchEntry(FetchEntry { directory: dir }))
+            .await
+            .unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(pk.entry.as_slice(), b"entry-v1");
+        assert_eq!(pk.one_time, None);
+    }
     let fetch = Request::FetchPrekeys(FetchPrekeys { directory: dir });
     let mut got = Vec::new();
     for _ in 0..3 {
@@ -459,15 +474,16 @@ async fn the_directory_hands_out_each_one_time_prekey_once_and_only_the_publishe
         got.push(pk.one_time.map(|o| o.into_vec()));
     }
     assert_eq!(got, vec![Some(b"k1".to_vec()), Some(b"k2".to_vec()), None]);
-    assert_eq!(
-        refused(
-            b.request(&Request::FetchPrekeys(FetchPrekeys {
-                directory: DirectoryKey([0; 32])
-            }))
-            .await
-        ),
-        ErrorCode::NotFound
-    );
+    for unknown in [
+        Request::FetchPrekeys(FetchPrekeys {
+            directory: DirectoryKey([0; 32]),
+        }),
+        Request::FetchEntry(FetchEntry {
+            directory: DirectoryKey([0; 32]),
+        }),
+    ] {
+        assert_eq!(refused(b.request(&unknown).await), ErrorCode::NotFound);
+    }
     relay.shutdown().await;
 }
 

@@ -51,6 +51,10 @@ pub enum Request {
     PutRevocationList(PutRevocationList),
     /// Liveness check.
     Ping(Ping),
+    /// Fetch a member's sealed directory entry only (certificate and mailbox), without
+    /// taking a one-time prekey: for learning who sent a message, or a renewed
+    /// certificate, when no new session is started.
+    FetchEntry(FetchEntry),
 }
 
 /// `Hello`: the versions the client speaks, in order of preference.
@@ -105,6 +109,13 @@ pub struct PublishPrekeys {
 /// `FetchPrekeys`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FetchPrekeys {
+    /// Keyed hash of the handle looked for.
+    pub directory: DirectoryKey,
+}
+
+/// `FetchEntry`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchEntry {
     /// Keyed hash of the handle looked for.
     pub directory: DirectoryKey,
 }
@@ -174,7 +185,7 @@ pub enum Response {
     MailboxOpened(MailboxOpened),
     /// Answer to `PublishPrekeys`.
     PrekeysPublished(PrekeysPublished),
-    /// Answer to `FetchPrekeys`.
+    /// Answer to `FetchPrekeys` and `FetchEntry`.
     Prekeys(Prekeys),
     /// Answer to `Send`: the envelope is durable on the relay's disk.
     Sent(Sent),
@@ -228,7 +239,7 @@ pub struct Prekeys {
     /// The sealed directory entry.
     pub entry: Bytes<MAX_DIRECTORY_ENTRY_LEN>,
     /// One sealed one-time prekey, removed from the relay as it is handed out; `None`
-    /// when they have run out.
+    /// when they have run out, and always `None` in answer to `FetchEntry`.
     pub one_time: Option<Bytes<MAX_ONE_TIME_PREKEY_LEN>>,
 }
 

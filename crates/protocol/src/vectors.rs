@@ -91,6 +91,10 @@ pub fn all() -> Result<Vec<Vector>, EncodeError> {
         Request::FetchPrekeys(FetchPrekeys { directory: dir }),
     )?;
     req(
+        "request-fetch-entry",
+        Request::FetchEntry(FetchEntry { directory: dir }),
+    )?;
+    req(
         "request-send",
         Request::Send(SendEnvelope {
             to: mb_s,

@@ -79,6 +79,7 @@ pub fn request() -> impl Strategy<Value = Request> {
                 })
             }),
         directory().prop_map(|directory| Request::FetchPrekeys(FetchPrekeys { directory })),
+        directory().prop_map(|directory| Request::FetchEntry(FetchEntry { directory })),
         (mailbox(), any::<u32>(), bytes::<MAX_ENVELOPE_BODY>(2048))
             .prop_map(|(to, ttl_secs, body)| Request::Send(SendEnvelope { to, ttl_secs, body })),
         Just(Request::Subscribe),
