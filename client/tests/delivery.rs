@@ -352,3 +352,69 @@ fn delivery_ids_in_errors_are_readable() {
     assert!(e.to_string().contains(&id.to_string()));
     assert_eq!(e.exit_code(), 4);
 }
+
+/// Whether `state`'s history holds a note with exactly `text`.
+fn has_note(state: &DeliveryState, text: &str) -> bool {
+    state
+        .history
+        .iter()
+        .any(|h| h.text.as_ref().is_some_and(|t| t.as_str() == text))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_made_while_the_relay_is_unreachable_is_queued_and_sent_once_by_a_later_sync() {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = DemoWorld::start(tmp.path(), Policy::default())
+        .await
+        .unwrap();
+    let coord = member(&w, "coord-1", Role::Coordinator).await;
+    let courier = member(&w, "courier-a", Role::Courier).await;
+    let (cc, kc) = (
+        coord.connect().await.unwrap(),
+        courier.connect().await.unwrap(),
+    );
+    let mut cd = Deliveries::open(&coord).unwrap();
+    let mut kd = Deliveries::open(&courier).unwrap();
+    let id = cd
+        .create(&cc, request("courier-a", "F-7", &[]))
+        .await
+        .unwrap()
+        .id;
+    kd.sync(&kc).await.unwrap();
+    assert_eq!(kd.show(&id).unwrap().status, Status::Assigned);
+
+    // The coordinator's connection is gone: the note is recorded and queued, not lost.
+    cc.relay().quic().close(0u32.into(), b"network gone");
+    let text = "meet at the second bridge";
+    let delivered = cd
+        .update(&cc, &id, Update::Note(EventText::new(text).unwrap()))
+        .await
+        .unwrap();
+    assert!(delivered.sent_to.is_empty(), "{delivered:?}");
+    assert_eq!(delivered.queued, vec!["courier-a".to_owned()]);
+    assert_eq!(cd.queued(), 1);
+    assert!(has_note(&cd.show(&id).unwrap(), text));
+    kd.sync(&kc).await.unwrap();
+    assert!(!has_note(&kd.show(&id).unwrap(), text));
+
+    // The coordinator's client restarts (the queue lives in the vault) and reconnects:
+    // the next sync sends the note, once.
+    drop(cd);
+    let mut cd = Deliveries::open(&coord).unwrap();
+    assert_eq!(cd.queued(), 1);
+    let cc = coord.connect().await.unwrap();
+    let report = cd.sync(&cc).await.unwrap();
+    assert_eq!(report.delivered.sent_to, vec!["courier-a".to_owned()]);
+    assert!(report.delivered.queued.is_empty());
+    assert_eq!(cd.queued(), 0);
+    assert!(cd.sync(&cc).await.unwrap().delivered.sent_to.is_empty());
+    let report = kd.sync(&kc).await.unwrap();
+    assert_eq!(report.events, 1, "{report:?}");
+    let state = kd.show(&id).unwrap();
+    assert!(has_note(&state, text));
+    assert_eq!(
+        state.history.iter().filter(|h| h.text.is_some()).count(),
+        1,
+        "the note arrived once"
+    );
+}
