@@ -51,6 +51,14 @@ async fn courier_sync(
     d.sync(conn).await.unwrap();
 }
 
+/// A relay with one coordinator (`coord-1`) and one courier (`courier-a`).
+async fn coordinator_and_courier(dir: &std::path::Path) -> (DemoWorld, Member, Member) {
+    let w = DemoWorld::start(dir, Policy::default()).await.unwrap();
+    let coord = member(&w, "coord-1", Role::Coordinator).await;
+    let courier = member(&w, "courier-a", Role::Courier).await;
+    (w, coord, courier)
+}
+
 fn other_code(code: &HandoffCode) -> HandoffCode {
     loop {
         let c = HandoffCode::generate();
@@ -282,11 +290,7 @@ async fn deliveries_run_their_life_cycle_and_the_courier_never_holds_the_code() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_courier_drops_a_coordinator_secret_sent_to_it() {
     let tmp = tempfile::tempdir().unwrap();
-    let w = DemoWorld::start(tmp.path(), Policy::default())
-        .await
-        .unwrap();
-    let coord = member(&w, "coord-1", Role::Coordinator).await;
-    let courier = member(&w, "courier-a", Role::Courier).await;
+    let (w, coord, courier) = coordinator_and_courier(tmp.path()).await;
     let (cc, kc) = (
         coord.connect().await.unwrap(),
         courier.connect().await.unwrap(),
@@ -364,11 +368,7 @@ fn has_note(state: &DeliveryState, text: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_made_while_the_relay_is_unreachable_is_queued_and_sent_once_by_a_later_sync() {
     let tmp = tempfile::tempdir().unwrap();
-    let w = DemoWorld::start(tmp.path(), Policy::default())
-        .await
-        .unwrap();
-    let coord = member(&w, "coord-1", Role::Coordinator).await;
-    let courier = member(&w, "courier-a", Role::Courier).await;
+    let (w, coord, courier) = coordinator_and_courier(tmp.path()).await;
     let (cc, kc) = (
         coord.connect().await.unwrap(),
         courier.connect().await.unwrap(),
@@ -417,4 +417,8 @@ async fn a_change_made_while_the_relay_is_unreachable_is_queued_and_sent_once_by
         1,
         "the note arrived once"
     );
+    for c in [cc, kc] {
+        c.close().await;
+    }
+    w.shutdown().await;
 }
