@@ -344,6 +344,7 @@ async fn store_alone(dir: &Path, concurrency: usize) -> f64 {
         },
         512,
         Arc::new(postern_relay::metrics::Metrics::default()),
+        None,
     )
     .unwrap();
     let (r, s) = (
@@ -790,6 +791,8 @@ fn main() {
         let mut relay = spawn_relay(dir.path(), &org);
         let sat = rt.block_on(relay_load(&relay, &org, pairs(), 8, None));
         println!("relay, saturating: {}", sat.describe());
+        let half = rt.block_on(relay_load(&relay, &org, pairs(), 8, Some(sat.rate / 2.0)));
+        println!("relay, half rate: {}", half.describe());
         print_group_commit(dir.path());
         let _ = relay.child.kill();
         let _ = relay.child.wait();

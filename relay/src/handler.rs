@@ -408,17 +408,11 @@ async fn handle_inner(shared: &Shared, session: &Session, req: Request) -> (Resp
                 return err(ErrorCode::BadPadding);
             }
             let expires_at = expiry_for(now, s.ttl_secs, shared.config.max_ttl_secs);
-            let body = s.body.clone();
+            // Subscribers get the envelope from the store's writer as it is stored
+            // (`relay::pusher`), not from here after the commit.
             match shared.store.send(s.to, expires_at, s.body).await {
                 Ok(stored) => {
                     Metrics::inc(&shared.metrics.envelopes_stored);
-                    let push = Push::Envelope(Envelope {
-                        id: stored.id,
-                        expires_at,
-                        body,
-                    });
-                    let n = shared.hub.push(&stored.recipient, &push);
-                    Metrics::add(&shared.metrics.envelopes_delivered, n as u64);
                     (
                         Response::Sent(Sent {
                             id: stored.id,

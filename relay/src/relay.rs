@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use postern_identity::{OrgKey, RevocationList};
 use postern_protocol::RelayAddress;
+use postern_protocol::message::Push;
 use tokio::sync::watch;
 
 use crate::admission::FailureLimiter;
@@ -15,7 +16,7 @@ use crate::config::{CONFIG_FILE, ConfigError, RelayConfig};
 use crate::handler::{Hub, Shared, unix_now};
 use crate::metrics::{Metrics, StatsFile};
 use crate::server::{ServerError, endpoint, serve};
-use crate::store::{Quotas, Store, StoreError};
+use crate::store::{Quotas, Staged, Store, StoreError};
 use crate::tls::{RelayIdentity, TlsError, spki_pin, write_secret_file};
 
 /// Certificate file (DER) in the data directory.
@@ -158,6 +159,17 @@ impl Running {
     }
 }
 
+/// Hands each stored envelope to its mailbox's subscribers, in the order the writer
+/// stored them. Ends when the store's writer stops.
+async fn pusher(shared: Arc<Shared>, mut staged: tokio::sync::mpsc::UnboundedReceiver<Staged>) {
+    while let Some(batch) = staged.recv().await {
+        for (recipient, envelope) in batch {
+            let n = shared.hub.push(&recipient, &Push::Envelope(envelope));
+            Metrics::add(&shared.metrics.envelopes_delivered, n as u64);
+        }
+    }
+}
+
 /// Opens the relay in `data_dir` and starts serving on the current tokio runtime.
 pub async fn start(data_dir: &Path) -> Result<Running, RelayError> {
     let identity = load_identity(data_dir)?;
@@ -168,6 +180,8 @@ pub async fn start(data_dir: &Path) -> Result<Running, RelayError> {
         .map_err(|_| RelayError::BadOrg(config.org.clone()))?;
     let metrics = Arc::new(Metrics::default());
     let l = &config.limits;
+    // New envelopes reach subscribers while their commit flushes (see `Store::open`).
+    let (staged_tx, staged_rx) = tokio::sync::mpsc::unbounded_channel();
     let store = Store::open(
         data_dir,
         Quotas {
@@ -177,6 +191,7 @@ pub async fn start(data_dir: &Path) -> Result<Running, RelayError> {
         },
         l.group_commit_max_batch as usize,
         metrics.clone(),
+        Some(staged_tx),
     )?;
     let revocations = match store.revocation_list()? {
         Some(bytes) => Some(
@@ -198,6 +213,7 @@ pub async fn start(data_dir: &Path) -> Result<Running, RelayError> {
     let local_addr = endpoint.local_addr().map_err(io(data_dir))?;
     let (stop, stop_rx) = watch::channel(false);
 
+    tokio::spawn(pusher(shared.clone(), staged_rx));
     tokio::spawn(sweeper(shared.clone(), stop_rx.clone()));
     tokio::spawn(stats_writer(
         shared.clone(),

@@ -3,7 +3,9 @@
 //! All writes go through one writer thread that applies every operation waiting in its
 //! queue in a single write transaction and commits it with one `fdatasync` (group commit),
 //! then answers each operation. An operation is answered only after its commit returned,
-//! so an acknowledged `Send` is on disk. Reads use redb's MVCC read transactions and never
+//! so an acknowledged `Send` is on disk. New envelopes go to subscribers as soon as their
+//! batch is applied, while the commit flushes (delivery is at least once; see
+//! [`Store::open`]). Reads use redb's MVCC read transactions and never
 //! wait for the writer.
 //!
 //! What is stored (and nothing else): mailbox ids, owner keys and counters; envelope ids,
@@ -107,6 +109,11 @@ struct DirectoryRecord {
     /// One-time prekeys held.
     one_time: u32,
 }
+
+/// Envelopes a batch stored, each with its mailbox, handed out once the batch is applied
+/// and while its commit flushes, so that subscribers get them without waiting for the
+/// disk (see [`Store::open`]).
+pub type Staged = Vec<(MailboxId, Envelope)>;
 
 /// Outcome of a stored `Send`.
 #[derive(Debug, Clone)]
@@ -265,11 +272,19 @@ fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
 
 impl Store {
     /// Opens (or creates) the database in `data_dir` and starts the writer thread.
+    ///
+    /// With `staged`, the writer sends each batch's new envelopes there after applying
+    /// the batch and before its commit flushes: a subscriber can have an envelope before
+    /// its `Send` is answered, and, if the commit then fails, even though the `Send` is
+    /// refused (the sender retries and the recipient drops the duplicate). Nothing is
+    /// sent for a refused operation (quota, unknown mailbox). The channel is unbounded so
+    /// that the writer never waits for it; its reader only hands envelopes to push queues.
     pub fn open(
         data_dir: &Path,
         quotas: Quotas,
         max_batch: usize,
         metrics: Arc<Metrics>,
+        staged: Option<tokio::sync::mpsc::UnboundedSender<Staged>>,
     ) -> Result<Self, StoreError> {
         // A bounded page cache: a relay runs on a small VPS.
         let db = Database::builder()
@@ -308,6 +323,7 @@ impl Store {
                     max_batch.max(1),
                     &metrics,
                     &writer_held,
+                    staged.as_ref(),
                 )
             })
             .map_err(|e| StoreError::Db(e.to_string()))?;
@@ -600,6 +616,7 @@ fn writer_loop(
     max_batch: usize,
     metrics: &Metrics,
     held: &Held,
+    staged: Option<&tokio::sync::mpsc::UnboundedSender<Staged>>,
 ) {
     // Blocks for the first operation, then takes whatever else is already waiting.
     let mut stopping = false;
@@ -623,7 +640,7 @@ fn writer_loop(
         let n = batch.len();
         let mut pending = Vec::with_capacity(n);
         let mut delta = [0i64; PADDING_BUCKETS.len()];
-        let ok = match apply_batch(db, batch, quotas, &mut pending, &mut delta) {
+        let ok = match apply_batch(db, batch, quotas, &mut pending, &mut delta, staged) {
             Ok(()) => {
                 for (gauge, d) in held.iter().zip(delta) {
                     if d >= 0 {
@@ -652,7 +669,9 @@ fn apply_batch(
     quotas: Quotas,
     pending: &mut Vec<Pending>,
     delta: &mut [i64; PADDING_BUCKETS.len()],
+    staged: Option<&tokio::sync::mpsc::UnboundedSender<Staged>>,
 ) -> Result<(), StoreError> {
+    let mut new_envelopes = Staged::new();
     let txn = db.begin_write()?;
     {
         let mut w = Writer {
@@ -686,6 +705,16 @@ fn apply_batch(
                     reply,
                 } => {
                     let r = w.send(to, expires_at, body.as_slice())?;
+                    if let (Some(_), Ok(stored)) = (staged, &r) {
+                        new_envelopes.push((
+                            stored.recipient,
+                            Envelope {
+                                id: stored.id,
+                                expires_at,
+                                body,
+                            },
+                        ));
+                    }
                     pending.push(Pending::Stored(reply, r));
                 }
                 Op::Ack {
@@ -740,6 +769,12 @@ fn apply_batch(
         }
         w.flush_mailboxes()?;
         *delta = w.held_delta;
+    }
+    if let Some(tx) = staged
+        && !new_envelopes.is_empty()
+    {
+        // Nobody listening (shutting down) is no error: the envelopes are stored.
+        let _ = tx.send(new_envelopes);
     }
     txn.commit()?;
     Ok(())
@@ -1027,6 +1062,7 @@ mod tests {
             },
             64,
             Arc::new(Metrics::default()),
+            None,
         )
         .unwrap()
     }
@@ -1134,6 +1170,7 @@ mod tests {
             },
             64,
             Arc::new(Metrics::default()),
+            None,
         )
         .unwrap();
         let (r, s) = (MailboxId([1; 32]), MailboxId([2; 32]));
@@ -1150,6 +1187,50 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn stored_envelopes_are_staged_for_subscribers_and_refused_ones_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let store = Store::open(
+            dir.path(),
+            Quotas {
+                max_envelopes: 1,
+                max_bytes: 1 << 20,
+                max_one_time: 10,
+            },
+            64,
+            Arc::new(Metrics::default()),
+            Some(tx),
+        )
+        .unwrap();
+        let (r, s) = (MailboxId([1; 32]), MailboxId([2; 32]));
+        store.create_mailbox(r, s, [3; 32]).await.unwrap();
+        let stored = store.send(s, u64::MAX, body(b"first")).await.unwrap();
+        // Over quota, and to a mailbox that does not exist: refused, nothing staged.
+        assert_eq!(
+            store.send(s, u64::MAX, body(b"second")).await.unwrap_err(),
+            ErrorCode::QuotaExceeded
+        );
+        assert_eq!(
+            store
+                .send(MailboxId([9; 32]), u64::MAX, body(b"third"))
+                .await
+                .unwrap_err(),
+            ErrorCode::NotFound
+        );
+        store.close();
+        let mut staged = Vec::new();
+        while let Some(batch) = rx.recv().await {
+            staged.extend(batch);
+        }
+        assert_eq!(staged.len(), 1);
+        let (to, envelope) = &staged[0];
+        assert_eq!(*to, r);
+        assert_eq!(envelope.id, stored.id);
+        assert_eq!(envelope.expires_at, stored.expires_at);
+        assert_eq!(envelope.body, body(b"first"));
+    }
+
+    #[tokio::test]
     async fn concurrent_sends_share_commits() {
         let dir = tempfile::tempdir().unwrap();
         let metrics = Arc::new(Metrics::default());
@@ -1162,6 +1243,7 @@ mod tests {
             },
             256,
             metrics.clone(),
+            None,
         )
         .unwrap();
         let (r, s) = (MailboxId([1; 32]), MailboxId([2; 32]));

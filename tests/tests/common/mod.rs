@@ -226,6 +226,7 @@ impl World {
             },
             1,
             std::sync::Arc::new(postern_relay::metrics::Metrics::default()),
+            None,
         )
         .unwrap();
         let counts = store.counts().unwrap();
