@@ -17,7 +17,8 @@
 //! The relay and the load generator share the machine's cores.
 //!
 //! Run: `cargo bench -p postern-relay --bench load` (env BENCH_SECS, BENCH_PAIRS;
-//! BENCH_ONLY=shaped|relay|store|idle runs one part).
+//! BENCH_ONLY=shaped|relay|store|idle runs one part; BENCH_RELAY_BIN=path runs another
+//! build of the relay, for comparisons).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::net::SocketAddr;
@@ -483,7 +484,10 @@ fn spawn_relay(dir: &Path, org: &OrgRoot) -> Relay {
     config.limits.mailbox_max_bytes = 1 << 40;
     std::fs::write(data.join(CONFIG_FILE), config.to_commented_toml()).unwrap();
     let pin = postern_relay::relay::address(&data).unwrap().pin;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_postern-relay"))
+    // BENCH_RELAY_BIN runs another build of the relay against the same load (A/B).
+    let bin = std::env::var_os("BENCH_RELAY_BIN")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_postern-relay").into());
+    let mut child = Command::new(bin)
         .args(["run", "--data"])
         .arg(&data)
         .env("POSTERN_RELAY_LOG", "warn")
