@@ -160,9 +160,17 @@ impl Running {
 }
 
 /// Hands each stored envelope to its mailbox's subscribers, in the order the writer
-/// stored them. Ends when the store's writer stops.
-async fn pusher(shared: Arc<Shared>, mut staged: tokio::sync::mpsc::UnboundedReceiver<Staged>) {
+/// stored them. Ends when the store's writer stops. It holds the relay's state weakly:
+/// the writer holds the other end of `staged`, so a strong reference would keep the
+/// store, and with it the writer, alive forever.
+async fn pusher(
+    shared: std::sync::Weak<Shared>,
+    mut staged: tokio::sync::mpsc::UnboundedReceiver<Staged>,
+) {
     while let Some(batch) = staged.recv().await {
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
         for (recipient, envelope) in batch {
             let n = shared.hub.push(&recipient, &Push::Envelope(envelope));
             Metrics::add(&shared.metrics.envelopes_delivered, n as u64);
@@ -213,7 +221,7 @@ pub async fn start(data_dir: &Path) -> Result<Running, RelayError> {
     let local_addr = endpoint.local_addr().map_err(io(data_dir))?;
     let (stop, stop_rx) = watch::channel(false);
 
-    tokio::spawn(pusher(shared.clone(), staged_rx));
+    tokio::spawn(pusher(Arc::downgrade(&shared), staged_rx));
     tokio::spawn(sweeper(shared.clone(), stop_rx.clone()));
     tokio::spawn(stats_writer(
         shared.clone(),
