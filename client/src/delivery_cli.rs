@@ -6,15 +6,14 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use postern_deliveries::{
     Amount, Currency, DeliveryId, DeliveryState, EventText, FamilyRef, HandoffCode,
 };
 use serde::Serialize;
 
+use crate::cli_util::{rfc3339, spinner};
 use crate::delivery::{
     DEFAULT_DEADLINE, Delivered, Deliveries, DeliveryError, NewDeliveryRequest, SyncReport, Update,
 };
@@ -166,27 +165,6 @@ fn enter_handoff_code(a: &HandoffArgs) -> Result<HandoffCode, MemberError> {
             "{e} (nothing was sent: a misread code does not count as an attempt)"
         ))
     })
-}
-
-fn spinner(message: &str) -> ProgressBar {
-    let pb = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-    if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} {elapsed}") {
-        pb.set_style(style);
-    }
-    pb.set_message(message.to_owned());
-    pb.enable_steady_tick(Duration::from_millis(120));
-    pb
-}
-
-fn rfc3339(secs: u64) -> String {
-    i64::try_from(secs)
-        .ok()
-        .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| format!("@{secs}"))
 }
 
 /// Parses a deadline: RFC 3339, or a duration from `now`.

@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod cli_util;
 pub mod delivery;
 pub mod delivery_cli;
 pub mod demo;

@@ -5,13 +5,13 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Subcommand};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use postern_e2e::{ContentType, StoredMessage};
 use postern_identity::OrgKey;
 use postern_protocol::message::Push;
 use serde::Serialize;
 use zeroize::Zeroizing;
 
+use crate::cli_util::spinner;
 use crate::member::{
     self, Dropped, EnvelopeOutcome, FetchReport, Member, MemberError, vault_kdf_from_env,
 };
@@ -131,16 +131,6 @@ pub struct MemberContext {
     pub home: Option<PathBuf>,
     /// Where the passphrase comes from.
     pub passphrase: PassphraseSource,
-}
-
-fn spinner(message: &str) -> ProgressBar {
-    let pb = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-    if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} {elapsed}") {
-        pb.set_style(style);
-    }
-    pb.set_message(message.to_owned());
-    pb.enable_steady_tick(Duration::from_millis(120));
-    pb
 }
 
 fn rfc3339_ms(ms: u64) -> String {

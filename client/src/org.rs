@@ -36,6 +36,7 @@ use postern_identity::{
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, Zeroizing};
 
+use crate::cli_util::rfc3339;
 use crate::passphrase::{PassphraseError, PassphraseSource};
 use crate::secure_file::{create_atomic, create_private_dir, read_bounded, write_atomic};
 
@@ -311,17 +312,6 @@ fn now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
-}
-
-fn format_time(secs: u64) -> String {
-    i64::try_from(secs)
-        .ok()
-        .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| format!("@{secs}"))
 }
 
 /// The org's secrets as stored (encrypted) in `secrets.pstn`.
@@ -805,8 +795,8 @@ fn enroll(
         if renewal { "Renewed" } else { "Enrolled" },
         req.handle,
         args.role,
-        format_time(not_before),
-        format_time(not_after)
+        rfc3339(not_before),
+        rfc3339(not_after)
     )?;
     writeln!(out, "Request fingerprint: {fingerprint}")?;
     if args.fingerprint.is_none() {
@@ -999,8 +989,8 @@ fn members(home: &OrgHome, json: bool, out: &mut dyn Write) -> Result<(), OrgErr
                 serial: format!("{:016x}", c.serial),
                 not_before: c.not_before,
                 not_after: c.not_after,
-                not_before_utc: format_time(c.not_before),
-                not_after_utc: format_time(c.not_after),
+                not_before_utc: rfc3339(c.not_before),
+                not_after_utc: rfc3339(c.not_after),
                 device_key: postern_identity::keys::encode_base32(&c.device_key.to_bytes()),
             }
         })

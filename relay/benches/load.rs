@@ -56,18 +56,53 @@ fn pairs() -> usize {
 
 // ---------- 1. raw quinn ----------
 
+/// A bare quinn server endpoint with the relay's TLS, and how clients reach it.
+struct BareQuinn {
+    addr: SocketAddr,
+    client: Arc<QuicClientConfig>,
+}
+
+impl BareQuinn {
+    fn start() -> (quinn::Endpoint, Self) {
+        let identity = RelayIdentity::generate().unwrap();
+        let crypto = QuicServerConfig::try_from(server_config(&identity).unwrap()).unwrap();
+        let mut sc = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+        let mut tc = quinn::TransportConfig::default();
+        tc.max_concurrent_bidi_streams(quinn::VarInt::from_u32(256));
+        sc.transport_config(Arc::new(tc));
+        let server = quinn::Endpoint::server(sc, "127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = server.local_addr().unwrap();
+        let client =
+            QuicClientConfig::try_from(client_config(identity.pin().unwrap()).unwrap()).unwrap();
+        (
+            server,
+            Self {
+                addr,
+                client: Arc::new(client),
+            },
+        )
+    }
+
+    /// A client connection from its own endpoint, as each member has.
+    async fn connect(&self) -> quinn::Connection {
+        client_endpoint(false)
+            .unwrap()
+            .connect_with(
+                quinn::ClientConfig::new(self.client.clone()),
+                self.addr,
+                "postern-relay",
+            )
+            .unwrap()
+            .await
+            .unwrap()
+    }
+}
+
 /// Request/response rate of a bare quinn echo server: `connections` client connections
 /// (each its own endpoint, like the relay's members), `streams` requests in flight on
 /// each.
 async fn raw_quinn(connections: usize, streams: usize) -> f64 {
-    let identity = RelayIdentity::generate().unwrap();
-    let crypto = QuicServerConfig::try_from(server_config(&identity).unwrap()).unwrap();
-    let mut sc = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    let mut tc = quinn::TransportConfig::default();
-    tc.max_concurrent_bidi_streams(quinn::VarInt::from_u32(256));
-    sc.transport_config(Arc::new(tc));
-    let server = quinn::Endpoint::server(sc, "127.0.0.1:0".parse().unwrap()).unwrap();
-    let addr = server.local_addr().unwrap();
+    let (server, bare) = BareQuinn::start();
     tokio::spawn(async move {
         while let Some(inc) = server.accept().await {
             tokio::spawn(async move {
@@ -82,22 +117,9 @@ async fn raw_quinn(connections: usize, streams: usize) -> f64 {
             });
         }
     });
-    let crypto =
-        QuicClientConfig::try_from(client_config(identity.pin().unwrap()).unwrap()).unwrap();
-    let crypto = Arc::new(crypto);
     let mut conns = Vec::new();
     for _ in 0..connections {
-        let client = client_endpoint(false).unwrap();
-        let conn = client
-            .connect_with(
-                quinn::ClientConfig::new(crypto.clone()),
-                addr,
-                "postern-relay",
-            )
-            .unwrap()
-            .await
-            .unwrap();
-        conns.push(conn);
+        conns.push(bare.connect().await);
     }
     let done = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
@@ -137,14 +159,7 @@ async fn relay_shaped_quinn(pairs: usize, in_flight: usize) -> (f64, f64, f64) {
     type Queues =
         Arc<std::sync::Mutex<std::collections::HashMap<u32, tokio::sync::mpsc::Sender<Vec<u8>>>>>;
     const MSG: usize = 1024;
-    let identity = RelayIdentity::generate().unwrap();
-    let crypto = QuicServerConfig::try_from(server_config(&identity).unwrap()).unwrap();
-    let mut sc = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    let mut tc = quinn::TransportConfig::default();
-    tc.max_concurrent_bidi_streams(quinn::VarInt::from_u32(256));
-    sc.transport_config(Arc::new(tc));
-    let server = quinn::Endpoint::server(sc, "127.0.0.1:0".parse().unwrap()).unwrap();
-    let addr = server.local_addr().unwrap();
+    let (server, bare) = BareQuinn::start();
     let queues: Queues = Arc::default();
     tokio::spawn(async move {
         while let Some(inc) = server.accept().await {
@@ -189,21 +204,6 @@ async fn relay_shaped_quinn(pairs: usize, in_flight: usize) -> (f64, f64, f64) {
             });
         }
     });
-    let crypto =
-        QuicClientConfig::try_from(client_config(identity.pin().unwrap()).unwrap()).unwrap();
-    let crypto = Arc::new(crypto);
-    let connect = || async {
-        client_endpoint(false)
-            .unwrap()
-            .connect_with(
-                quinn::ClientConfig::new(crypto.clone()),
-                addr,
-                "postern-relay",
-            )
-            .unwrap()
-            .await
-            .unwrap()
-    };
     let request = |conn: quinn::Connection, body: Vec<u8>| async move {
         let (mut s, mut r) = conn.open_bi().await?;
         s.write_all(&body).await?;
@@ -217,7 +217,7 @@ async fn relay_shaped_quinn(pairs: usize, in_flight: usize) -> (f64, f64, f64) {
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
     for pair in 0..pairs as u32 {
-        let recipient = connect().await;
+        let recipient = bare.connect().await;
         let mut hello = vec![b'R'];
         hello.extend_from_slice(&pair.to_be_bytes());
         request(recipient.clone(), hello).await.unwrap();
@@ -248,7 +248,7 @@ async fn relay_shaped_quinn(pairs: usize, in_flight: usize) -> (f64, f64, f64) {
                 let _ = ack_tx.send([7; 32]);
             }
         }));
-        let sender = connect().await;
+        let sender = bare.connect().await;
         for _ in 0..in_flight {
             let (sender, done, stop) = (sender.clone(), done.clone(), stop.clone());
             tasks.push(tokio::spawn(async move {
