@@ -1,5 +1,5 @@
 //! Deliveries over a member account: the library behind `postern delivery` and
-//! `postern demo`.
+//! `postern-demo`.
 //!
 //! [`Deliveries`] keeps this member's [`DeliveryBook`] in one sealed vault record
 //! (`postern/deliveries`): every event held (encoded), the coordinator secrets this

@@ -12,10 +12,9 @@ use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
 use postern_e2e::{OneTimePreKey, PublicPreKeys, decode_one_time_prekey, decode_public_prekeys};
 use postern_identity::{
-    DirectoryKey as OrgDirectoryKey, MemberCertificate, OrgKey, RevocationList, TrustError,
-    verify_member,
+    DirectoryKey, MemberCertificate, OrgKey, RevocationList, TrustError, verify_member,
 };
-use postern_protocol::ids::{DirectoryKey, MailboxId};
+use postern_protocol::ids::{HandleTag, MailboxId};
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
@@ -87,7 +86,7 @@ impl BlobKind {
 }
 
 /// `HMAC-SHA-256(org directory key, LOOKUP_LABEL || handle)`.
-pub fn lookup_key(org: &OrgDirectoryKey, handle: &str) -> DirectoryKey {
+pub fn lookup_key(org: &DirectoryKey, handle: &str) -> HandleTag {
     // HMAC accepts keys of any length.
     let mut mac = match <Hmac<Sha256> as Mac>::new_from_slice(org.as_bytes()) {
         Ok(m) => m,
@@ -95,7 +94,7 @@ pub fn lookup_key(org: &OrgDirectoryKey, handle: &str) -> DirectoryKey {
     };
     mac.update(LOOKUP_LABEL);
     mac.update(handle.as_bytes());
-    DirectoryKey(mac.finalize().into_bytes().into())
+    HandleTag(mac.finalize().into_bytes().into())
 }
 
 #[allow(clippy::panic)]
@@ -103,22 +102,22 @@ fn unreachable_hmac() -> ! {
     panic!("HMAC-SHA-256 accepts every key length")
 }
 
-fn seal_key(org: &OrgDirectoryKey) -> Zeroizing<[u8; 32]> {
+fn seal_key(org: &DirectoryKey) -> Zeroizing<[u8; 32]> {
     let mut key = Zeroizing::new([0u8; 32]);
     // 32 bytes is always a valid HKDF-SHA-256 output length.
     let _ = Hkdf::<Sha256>::new(None, org.as_bytes()).expand(SEAL_INFO, key.as_mut());
     key
 }
 
-fn aad(kind: BlobKind, lookup: &DirectoryKey) -> Vec<u8> {
+fn aad(kind: BlobKind, lookup: &HandleTag) -> Vec<u8> {
     [kind.label(), lookup.as_bytes().as_slice()].concat()
 }
 
 /// Seals `plaintext` with a given nonce (fresh random ones in [`seal`]; fixed ones only
 /// for test vectors): `SEALED_VERSION || nonce || ciphertext-with-tag`.
 pub fn seal_with_nonce(
-    org: &OrgDirectoryKey,
-    lookup: &DirectoryKey,
+    org: &DirectoryKey,
+    lookup: &HandleTag,
     kind: BlobKind,
     plaintext: &[u8],
     nonce: [u8; NONCE_LEN],
@@ -138,8 +137,8 @@ pub fn seal_with_nonce(
 
 /// Seals `plaintext` under a fresh random nonce.
 pub fn seal(
-    org: &OrgDirectoryKey,
-    lookup: &DirectoryKey,
+    org: &DirectoryKey,
+    lookup: &HandleTag,
     kind: BlobKind,
     plaintext: &[u8],
 ) -> Result<Vec<u8>, DirectoryError> {
@@ -149,8 +148,8 @@ pub fn seal(
 
 /// Opens a sealed blob found under `lookup`.
 pub fn open(
-    org: &OrgDirectoryKey,
-    lookup: &DirectoryKey,
+    org: &DirectoryKey,
+    lookup: &HandleTag,
     kind: BlobKind,
     sealed: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, DirectoryError> {
@@ -244,7 +243,7 @@ pub struct VerifiedEntry {
 /// `now` and not on `revocations`; it names `handle`; and the prekeys are signed by the
 /// Signal identity key the certificate names.
 pub fn verify_entry(
-    directory_key: &OrgDirectoryKey,
+    directory_key: &DirectoryKey,
     org: &OrgKey,
     revocations: &RevocationList,
     handle: &str,
@@ -279,7 +278,7 @@ pub fn verify_entry(
 
 /// Opens a one-time prekey handed out with `handle`'s entry.
 pub fn open_one_time(
-    directory_key: &OrgDirectoryKey,
+    directory_key: &DirectoryKey,
     handle: &str,
     sealed: &[u8],
 ) -> Result<OneTimePreKey, DirectoryError> {
@@ -295,8 +294,8 @@ mod tests {
 
     const SPEC: &str = include_str!("../../protocol-spec/CLIENT.md");
 
-    fn vector_key() -> OrgDirectoryKey {
-        OrgDirectoryKey::from_bytes(&[0x44; 32])
+    fn vector_key() -> DirectoryKey {
+        DirectoryKey::from_bytes(&[0x44; 32])
     }
 
     /// The test vectors of `protocol-spec/CLIENT.md`, recomputed.
@@ -352,7 +351,7 @@ mod tests {
             open(&org, &alice, BlobKind::OneTime, &sealed),
             Err(DirectoryError::Tampered)
         ));
-        let other = OrgDirectoryKey::from_bytes(&[0x45; 32]);
+        let other = DirectoryKey::from_bytes(&[0x45; 32]);
         assert!(open(&other, &alice, BlobKind::Entry, &sealed).is_err());
         let mut flipped = sealed.clone();
         let last = flipped.len() - 1;

@@ -1,5 +1,5 @@
 //! A member's account: the library behind `postern init`, `enroll`, `send`, `inbox`,
-//! `watch`, `contacts`, `verify`, `status` and `wipe`, for the CLI, `postern demo`, the
+//! `watch`, `contacts`, `verify`, `status` and `wipe`, for the CLI, `postern-demo`, the
 //! delivery commands and the simulation tests.
 //!
 //! A member home is a directory (0700) holding `vault/`, the end-to-end vault
@@ -23,10 +23,11 @@ use postern_e2e::{
     encode_one_time_prekey, encode_public_prekeys,
 };
 use postern_identity::{
-    BundleSecret, CertificateStatus, DeviceKeyPair, DirectoryKey as OrgDirectoryKey,
-    EnrollmentBundle, EnrollmentRequest, Handle, MemberCertificate, OrgDescriptor, OrgKey, Policy,
+    BundleSecret, CertificateStatus, DeviceKeyPair, DirectoryKey, EnrollmentBundle,
+    EnrollmentRequest, Handle, MemberCertificate, OrgDescriptor, OrgKey, Policy, RelayAddress,
     RevocationList, Role, SignalPublicKey, TrustError, certificate_status,
 };
+use postern_protocol::ErrorCode;
 use postern_protocol::bytes::{BoundedVec, Bytes, FixedBytes};
 use postern_protocol::ids::{EnvelopeId, MailboxId};
 use postern_protocol::message::{
@@ -34,8 +35,7 @@ use postern_protocol::message::{
     PutRevocationList, Request, Response, SendEnvelope,
 };
 use postern_protocol::padding::{pad, unpad};
-use postern_protocol::{ErrorCode, RelayAddress as WireRelayAddress};
-use postern_relay::client::{ClientError, DeviceSigner, PushStream, RelayConnection};
+use postern_transport::{DeviceSigner, PushStream, RelayConnection, TransportError};
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, Zeroizing};
 
@@ -134,7 +134,7 @@ pub enum MemberError {
         /// The relay address.
         relay: String,
         /// Why.
-        source: ClientError,
+        source: TransportError,
     },
     /// The relay refused a request.
     #[error("the relay refused {what}: {code}")]
@@ -150,7 +150,7 @@ pub enum MemberError {
         /// What was asked.
         what: &'static str,
         /// Why.
-        source: ClientError,
+        source: TransportError,
     },
     /// Our own certificate is revoked.
     #[error(
@@ -399,13 +399,13 @@ struct OrgState {
     /// The org descriptor from our bundle.
     descriptor: OrgDescriptor,
     /// The org directory key.
-    directory_key: OrgDirectoryKey,
+    directory_key: DirectoryKey,
     /// Mailbox recipient id.
     recipient: MailboxId,
     /// Mailbox sender id.
     sender: MailboxId,
     /// Mailbox owner key.
-    owner: ed25519_dalek::SigningKey,
+    owner: DeviceKeyPair,
     /// Device key and certificate, for admission.
     signer: Signer,
 }
@@ -597,9 +597,9 @@ impl Connection {
     }
 }
 
-fn relay_err(what: &'static str, e: ClientError) -> MemberError {
+fn relay_err(what: &'static str, e: TransportError) -> MemberError {
     match e {
-        ClientError::Refused(code) => MemberError::Refused { what, code },
+        TransportError::Refused(code) => MemberError::Refused { what, code },
         other => MemberError::Relay {
             what,
             source: other,
@@ -610,7 +610,7 @@ fn relay_err(what: &'static str, e: ClientError) -> MemberError {
 fn unexpected(what: &'static str) -> MemberError {
     MemberError::Relay {
         what,
-        source: ClientError::UnexpectedResponse,
+        source: TransportError::UnexpectedResponse,
     }
 }
 
@@ -660,10 +660,10 @@ fn org_state(account: &Account) -> Result<Option<OrgState>, MemberError> {
         OrgDescriptor::decode(&e.descriptor).map_err(|_| MemberError::Corrupt("descriptor"))?;
     Ok(Some(OrgState {
         org: descriptor.body().org,
-        directory_key: OrgDirectoryKey::from_bytes(&e.directory_key),
+        directory_key: DirectoryKey::from_bytes(&e.directory_key),
         recipient: MailboxId(e.mailbox_recipient),
         sender: MailboxId(e.mailbox_sender),
-        owner: ed25519_dalek::SigningKey::from_bytes(&e.mailbox_owner_seed),
+        owner: DeviceKeyPair::from_seed(&e.mailbox_owner_seed),
         signer: Signer {
             certificate: e.certificate.clone(),
             device: DeviceKeyPair::from_seed(&account.device_seed),
@@ -697,19 +697,14 @@ fn load_roster(vault: &Vault, org: &OrgState) -> Result<OrgRoster, MemberError> 
     Ok(roster)
 }
 
-fn wire_address(org: &OrgState) -> Result<WireRelayAddress, MemberError> {
-    let a = org
-        .descriptor
+fn relay_address(org: &OrgState) -> Result<RelayAddress, MemberError> {
+    org.descriptor
         .body()
         .relays
         .as_slice()
         .first()
-        .ok_or(MemberError::NoRelay)?;
-    Ok(WireRelayAddress {
-        pin: *a.pin(),
-        host: a.host().to_owned(),
-        port: a.port(),
-    })
+        .cloned()
+        .ok_or(MemberError::NoRelay)
 }
 
 fn handle_of(s: &str) -> Result<Handle, MemberError> {
@@ -905,7 +900,7 @@ impl Member {
             });
         }
         let org = self.enrolled()?.clone();
-        let address = wire_address(&org)?;
+        let address = relay_address(&org)?;
         progress(&format!("Connecting to the relay {}…", address));
         let relay = self.admit(&org, &address).await?;
         if !account.enrolled.as_ref().is_some_and(|e| e.mailbox_created) {
@@ -913,14 +908,14 @@ impl Member {
                 .request(&Request::CreateMailbox(CreateMailbox {
                     recipient: org.recipient,
                     sender: org.sender,
-                    owner: FixedBytes(org.owner.verifying_key().to_bytes()),
+                    owner: FixedBytes(org.owner.public_key().to_bytes()),
                 }))
                 .await;
             match created {
                 Ok(Response::MailboxCreated) => {}
                 // Made by an earlier attempt whose answer was lost: opening it below with
                 // our owner key proves it is ours.
-                Err(ClientError::Refused(ErrorCode::AlreadyExists)) => {}
+                Err(TransportError::Refused(ErrorCode::AlreadyExists)) => {}
                 Ok(_) => return Err(unexpected("creating the mailbox")),
                 Err(e) => return Err(relay_err("creating the mailbox", e)),
             }
@@ -1027,7 +1022,7 @@ impl Member {
     /// the device key, and the mailbox opened.
     pub async fn connect(&self) -> Result<Connection, MemberError> {
         let org = self.enrolled()?.clone();
-        let address = wire_address(&org)?;
+        let address = relay_address(&org)?;
         let mut relay = self.admit(&org, &address).await?;
         let pending = relay
             .open_mailbox(org.recipient, &org.owner)
@@ -1046,7 +1041,7 @@ impl Member {
     async fn admit(
         &self,
         org: &OrgState,
-        address: &WireRelayAddress,
+        address: &RelayAddress,
     ) -> Result<RelayConnection, MemberError> {
         let mut relay =
             RelayConnection::connect(address)
@@ -1058,8 +1053,8 @@ impl Member {
         self.refresh_revocations_on(&relay).await?;
         match relay.authenticate(&org.signer).await {
             Ok(_) => Ok(relay),
-            Err(ClientError::Refused(ErrorCode::Revoked)) => Err(MemberError::SelfRevoked),
-            Err(ClientError::Refused(ErrorCode::Expired)) => Err(MemberError::SelfExpired),
+            Err(TransportError::Refused(ErrorCode::Revoked)) => Err(MemberError::SelfRevoked),
+            Err(TransportError::Refused(ErrorCode::Expired)) => Err(MemberError::SelfExpired),
             Err(e) => Err(relay_err("admission", e)),
         }
     }
@@ -1214,7 +1209,7 @@ impl Member {
         let prekeys = match conn.relay.request(&request).await {
             Ok(Response::Prekeys(p)) => p,
             Ok(_) => return Err(unexpected("fetching a directory entry")),
-            Err(ClientError::Refused(ErrorCode::NotFound)) => {
+            Err(TransportError::Refused(ErrorCode::NotFound)) => {
                 return Err(MemberError::UnknownHandle(handle.to_owned()));
             }
             Err(e) => return Err(relay_err("fetching a directory entry", e)),

@@ -550,7 +550,7 @@ async fn watch(member: &Member, json: bool, out: &mut dyn Write) -> Result<(), M
                         Ok(Some(_)) => {}
                         Ok(None) => return Err(MemberError::Relay {
                             what: "watching",
-                            source: postern_relay::client::ClientError::Connection("the relay ended the stream".into()),
+                            source: postern_transport::TransportError::Connection("the relay ended the stream".into()),
                         }),
                         Err(source) => return Err(MemberError::Relay { what: "watching", source }),
                     },

@@ -898,17 +898,7 @@ fn publish(
 ) -> Result<(), OrgError> {
     use postern_protocol::message::{PutRevocationList, Request, Response};
     let descriptor = home.descriptor(org)?;
-    let relays: Vec<postern_protocol::RelayAddress> = descriptor
-        .body()
-        .relays
-        .as_slice()
-        .iter()
-        .map(|a| postern_protocol::RelayAddress {
-            pin: *a.pin(),
-            host: a.host().to_owned(),
-            port: a.port(),
-        })
-        .collect();
+    let relays = descriptor.body().relays.as_slice();
     if relays.is_empty() {
         return Err(OrgError::NoRelayToPublish(handle.to_owned()));
     }
@@ -927,9 +917,9 @@ fn publish(
         .build()?;
     let mut accepted = 0;
     let mut reasons = Vec::new();
-    for address in &relays {
+    for address in relays {
         let outcome = runtime.block_on(async {
-            let conn = postern_relay::client::RelayConnection::connect(address).await?;
+            let conn = postern_transport::RelayConnection::connect(address).await?;
             let r = conn.request(&request).await;
             conn.close().await;
             r

@@ -18,8 +18,8 @@ use postern_identity::enrollment::bundle_body;
 use postern_identity::*;
 use postern_protocol::bytes::Bytes;
 use postern_protocol::message::{PublishPrekeys, PutRevocationList, Request, Response};
-use postern_relay::client::{DeviceSigner, RelayConnection};
 use postern_relay::relay;
+use postern_transport::{DeviceSigner, RelayConnection};
 
 const PASS: &[u8] = b"correct horse battery staple";
 
@@ -126,7 +126,7 @@ struct World {
     dir: std::path::PathBuf,
     org: TestOrg,
     relay: relay::Running,
-    relay_address: postern_protocol::RelayAddress,
+    relay_address: RelayAddress,
 }
 
 async fn world() -> World {
@@ -145,18 +145,13 @@ async fn world() -> World {
     )
     .unwrap();
     let running = relay::start(&data).await.unwrap();
-    let pin = relay::address(&data).unwrap().pin;
-    let address = RelayAddress::new(pin, "127.0.0.1", running.local_addr.port()).unwrap();
-    org = TestOrg::new_with_root(org, address);
+    let address = running.address.clone();
+    org = TestOrg::new_with_root(org, address.clone());
     World {
         _tmp: tmp,
         dir,
         org,
-        relay_address: postern_protocol::RelayAddress {
-            pin,
-            host: "127.0.0.1".into(),
-            port: running.local_addr.port(),
-        },
+        relay_address: address,
         relay: running,
     }
 }

@@ -98,8 +98,7 @@ impl Org {
         let data = tmp.path().join("relay");
         relay::init(&data, &org_key, "127.0.0.1:0".parse().unwrap(), None).unwrap();
         let running = rt.block_on(relay::start(&data)).unwrap();
-        let mut address = relay::address(&data).unwrap();
-        address.port = running.local_addr.port();
+        let address = running.address.clone();
         ok(&org_home, &["org", "relay", "add", &address.to_string()]);
         Self {
             tmp,

@@ -535,8 +535,6 @@ fn every_org_subcommand_has_help() {
     }
     let enroll = org.ok(&["org", "enroll", "--help"]);
     assert!(enroll.contains("fingerprint") && enroll.contains("--valid-days"));
-    // The demo still runs.
-    org.ok(&["demo"]);
 }
 
 #[test]
@@ -616,9 +614,7 @@ async fn revoke_publish_reaches_a_real_relay() {
     )
     .unwrap();
     let running = postern_relay::relay::start(&data).await.unwrap();
-    let mut address = postern_relay::relay::address(&data).unwrap();
-    address.port = running.local_addr.port();
-    let address = address.to_string();
+    let address = running.address.to_string();
     let org2 = org;
     let out = tokio::task::spawn_blocking(move || {
         org2.ok(&["org", "relay", "add", &address]);
@@ -638,9 +634,9 @@ async fn revoke_publish_reaches_a_real_relay() {
     .await
     .unwrap();
     assert!(out.contains("Published to"), "{out}");
-    let conn = postern_relay::client::RelayConnection::connect_addr(
+    let conn = postern_transport::RelayConnection::connect_addr(
         running.local_addr,
-        postern_relay::relay::address(&data).unwrap().pin,
+        *running.address.pin(),
     )
     .await
     .unwrap();

@@ -35,9 +35,10 @@ use postern_protocol::ids::MailboxId;
 use postern_protocol::limits::MAX_ACK_IDS;
 use postern_protocol::message::*;
 use postern_protocol::padding::pad;
-use postern_relay::client::{DeviceSigner, RelayConnection, client_endpoint};
 use postern_relay::config::{CONFIG_FILE, RelayConfig};
-use postern_relay::tls::{RelayIdentity, client_config, server_config};
+use postern_relay::tls::{RelayIdentity, server_config};
+use postern_transport::tls::client_config;
+use postern_transport::{DeviceSigner, RelayConnection, client_endpoint};
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 
 fn secs() -> u64 {
@@ -483,7 +484,7 @@ fn spawn_relay(dir: &Path, org: &OrgRoot) -> Relay {
     config.limits.mailbox_max_envelopes = 1_000_000;
     config.limits.mailbox_max_bytes = 1 << 40;
     std::fs::write(data.join(CONFIG_FILE), config.to_commented_toml()).unwrap();
-    let pin = postern_relay::relay::address(&data).unwrap().pin;
+    let pin = postern_relay::relay::pin(&data).unwrap();
     // BENCH_RELAY_BIN runs another build of the relay against the same load (A/B).
     let bin = std::env::var_os("BENCH_RELAY_BIN")
         .unwrap_or_else(|| env!("CARGO_BIN_EXE_postern-relay").into());
@@ -571,7 +572,7 @@ async fn relay_load(
             .await
             .unwrap();
         rc.authenticate(&rm).await.unwrap();
-        let owner = ed25519_dalek::SigningKey::from_bytes(&rand::random());
+        let owner = postern_identity::DeviceKeyPair::generate();
         let (recipient, sender_id) = (
             MailboxId::random(&mut rand::rng()),
             MailboxId::random(&mut rand::rng()),
@@ -579,7 +580,7 @@ async fn relay_load(
         rc.request(&Request::CreateMailbox(CreateMailbox {
             recipient,
             sender: sender_id,
-            owner: FixedBytes(owner.verifying_key().to_bytes()),
+            owner: FixedBytes(owner.public_key().to_bytes()),
         }))
         .await
         .unwrap();

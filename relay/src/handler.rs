@@ -6,9 +6,9 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
-use postern_identity::{OrgKey, RevocationList};
+use postern_identity::{DevicePublicKey, OrgKey, RevocationList};
 use postern_protocol::ErrorCode;
-use postern_protocol::auth::OPEN_MAILBOX_CONTEXT;
+use postern_protocol::auth::{OPEN_MAILBOX_CONTEXT, authenticate_message, open_mailbox_message};
 use postern_protocol::bytes::{Bytes, FixedBytes};
 use postern_protocol::ids::MailboxId;
 use postern_protocol::limits::EXPORTER_LEN;
@@ -271,7 +271,7 @@ async fn handle_inner(shared: &Shared, session: &Session, req: Request) -> (Resp
             Metrics::inc(&shared.metrics.rate_limited);
             return err(ErrorCode::RateLimited);
         }
-        let binding = [session.exporter.as_slice(), challenge.as_slice()].concat();
+        let binding = authenticate_message(&session.exporter, &challenge);
         let revocations = shared.revocations();
         return match admit(
             a.certificate.as_slice(),
@@ -330,13 +330,10 @@ async fn handle_inner(shared: &Shared, session: &Session, req: Request) -> (Resp
                 Ok(None) => return err(ErrorCode::NotFound),
                 Err(_) => return err(ErrorCode::Internal),
             };
-            let message = [
-                session.exporter.as_slice(),
-                challenge.as_slice(),
-                o.recipient.as_bytes().as_slice(),
-            ]
-            .concat();
-            if !verify_ed25519(&owner.0, OPEN_MAILBOX_CONTEXT, &message, &o.signature.0) {
+            let message = open_mailbox_message(&session.exporter, &challenge, &o.recipient);
+            let signed = DevicePublicKey::from_bytes(owner.0)
+                .is_ok_and(|key| key.verify(OPEN_MAILBOX_CONTEXT, &message, &o.signature.0));
+            if !signed {
                 shared.auth_failures.failed(session.peer_ip);
                 return err(ErrorCode::BadSignature);
             }
@@ -524,15 +521,6 @@ async fn put_revocation(shared: &Shared, bytes: &[u8]) -> (Response, Effect) {
         Response::RevocationListAccepted(RevocationListAccepted { version }),
         Effect::None,
     )
-}
-
-fn verify_ed25519(key: &[u8; 32], context: &[u8], message: &[u8], sig: &[u8; 64]) -> bool {
-    let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(key) else {
-        return false;
-    };
-    let data = [context, message].concat();
-    key.verify_strict(&data, &ed25519_dalek::Signature::from_bytes(sig))
-        .is_ok()
 }
 
 #[cfg(test)]

@@ -3,17 +3,17 @@
 //! and forgets them on acknowledgement or expiry. It never holds a key that could open
 //! an envelope, and it does not depend on the end-to-end crate at all.
 //!
-//! Modules follow the shape of a small server: [`config`] (the TOML file), [`tls`] (key,
-//! certificate, pin), [`store`] (redb with group commit), [`admission`] (who may use it),
-//! [`handler`] (request → response, without sockets), [`server`] (QUIC accept loop and
-//! shutdown), [`client`] (the other end, for the CLI and tests), [`metrics`] (aggregate
-//! counters only).
+//! Modules follow the shape of a small server: [`cli`] (the command line), [`config`]
+//! (the TOML file), [`tls`] (key, certificate, pin), [`store`] (redb with group commit),
+//! [`admission`] (who may use it), [`handler`] (request → response, without sockets),
+//! [`server`] (QUIC accept loop and shutdown), [`metrics`] (aggregate counters only).
+//! The client end is `postern-transport`.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod admission;
-pub mod client;
+pub mod cli;
 pub mod config;
 pub mod handler;
 pub mod metrics;

@@ -6,8 +6,8 @@ use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use postern_identity::{OrgKey, RevocationList};
-use postern_protocol::RelayAddress;
+use postern_identity::relay::RelayAddressError;
+use postern_identity::{OrgKey, RelayAddress, RevocationList};
 use postern_protocol::message::Push;
 use tokio::sync::watch;
 
@@ -60,6 +60,9 @@ pub enum RelayError {
     /// Server error.
     #[error(transparent)]
     Server(#[from] ServerError),
+    /// The configured public host or port cannot form a relay address.
+    #[error("public_host and the listen port in relay.toml do not form a relay address: {0}")]
+    BadAddress(#[from] RelayAddressError),
     /// The stored revocation list does not verify (damaged data directory).
     #[error("the stored revocation list is invalid: {0}")]
     BadRevocationList(String),
@@ -73,13 +76,14 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RelayError + '_ {
 }
 
 /// Creates a relay in `data_dir`: key pair, self-signed certificate, `relay.toml`.
-/// Returns the relay address clients use.
+/// Returns the relay address clients use; `None` if `listen` has port 0 (tests: the port,
+/// and with it the address, is known once the relay runs, as [`Running::address`]).
 pub fn init(
     data_dir: &Path,
     org: &str,
     listen: SocketAddr,
     public_host: Option<String>,
-) -> Result<RelayAddress, RelayError> {
+) -> Result<Option<RelayAddress>, RelayError> {
     let org_key: OrgKey = org
         .parse()
         .map_err(|_| RelayError::BadOrg(org.to_owned()))?;
@@ -105,11 +109,10 @@ pub fn init(
     let config = RelayConfig::new(listen, host.clone(), org_key.to_string());
     write_secret_file(&config_path, config.to_commented_toml().as_bytes())
         .map_err(io(&config_path))?;
-    Ok(RelayAddress {
-        pin: identity.pin()?,
-        host,
-        port: listen.port(),
-    })
+    if listen.port() == 0 {
+        return Ok(None);
+    }
+    Ok(Some(RelayAddress::new(identity.pin()?, &host, listen.port())?))
 }
 
 /// Loads the relay's key and certificate.
@@ -125,15 +128,20 @@ pub fn load_identity(data_dir: &Path) -> Result<RelayIdentity, RelayError> {
     })
 }
 
-/// The relay address of the relay in `data_dir`.
+/// The relay address of the relay in `data_dir` (a relay configured to listen on port 0
+/// has one only once it runs: [`Running::address`]).
 pub fn address(data_dir: &Path) -> Result<RelayAddress, RelayError> {
-    let identity = load_identity(data_dir)?;
     let config = RelayConfig::load(data_dir)?;
-    Ok(RelayAddress {
-        pin: spki_pin(&identity.cert_der)?,
-        host: config.public_host,
-        port: config.listen.port(),
-    })
+    Ok(RelayAddress::new(
+        pin(data_dir)?,
+        &config.public_host,
+        config.listen.port(),
+    )?)
+}
+
+/// The key pin of the relay in `data_dir`: SHA-256 of its certificate's SPKI.
+pub fn pin(data_dir: &Path) -> Result<[u8; 32], RelayError> {
+    Ok(spki_pin(&load_identity(data_dir)?.cert_der)?)
 }
 
 /// A started relay: its address and the handle to stop it.
@@ -141,6 +149,8 @@ pub fn address(data_dir: &Path) -> Result<RelayAddress, RelayError> {
 pub struct Running {
     /// The socket address it listens on (the real port if the config said 0).
     pub local_addr: SocketAddr,
+    /// Its relay address: the configured public host, the real port, the key pin.
+    pub address: RelayAddress,
     /// Shared state (tests read counters and the store through it).
     pub shared: Arc<Shared>,
     /// Set to true to stop.
@@ -219,6 +229,11 @@ pub async fn start(data_dir: &Path) -> Result<Running, RelayError> {
     });
     let endpoint = endpoint(&identity, shared.config.listen, &shared)?;
     let local_addr = endpoint.local_addr().map_err(io(data_dir))?;
+    let address = RelayAddress::new(
+        identity.pin()?,
+        &shared.config.public_host,
+        local_addr.port(),
+    )?;
     let (stop, stop_rx) = watch::channel(false);
 
     tokio::spawn(pusher(Arc::downgrade(&shared), staged_rx));
@@ -232,6 +247,7 @@ pub async fn start(data_dir: &Path) -> Result<Running, RelayError> {
     tracing::info!(%local_addr, "relay listening");
     Ok(Running {
         local_addr,
+        address,
         shared,
         stop,
         done,

@@ -20,7 +20,7 @@ use std::sync::mpsc as std_mpsc;
 
 use postern_protocol::ErrorCode;
 use postern_protocol::bytes::{BoundedVec, Bytes};
-use postern_protocol::ids::{DirectoryKey, EnvelopeId, MailboxId};
+use postern_protocol::ids::{EnvelopeId, HandleTag, MailboxId};
 use postern_protocol::limits::{MAX_FETCH_ENVELOPES, MAX_FRAME_LEN, PADDING_BUCKETS};
 use postern_protocol::message::{Envelope, EnvelopeBody};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
@@ -169,14 +169,14 @@ enum Op {
         reply: oneshot::Sender<OpResult<Deleted>>,
     },
     Publish {
-        directory: DirectoryKey,
+        directory: HandleTag,
         owner_tag: [u8; 32],
         entry: Vec<u8>,
         one_time: Vec<Vec<u8>>,
         reply: oneshot::Sender<OpResult<u32>>,
     },
     TakePrekeys {
-        directory: DirectoryKey,
+        directory: HandleTag,
         reply: oneshot::Sender<OpResult<TakenPrekeys>>,
     },
     PutRevocation {
@@ -251,7 +251,7 @@ fn after(recipient: &MailboxId, t: u64) -> [u8; 64] {
     envelope_key(recipient, &EnvelopeId(id))
 }
 
-fn one_time_key(directory: &DirectoryKey, seq: u64) -> [u8; 40] {
+fn one_time_key(directory: &HandleTag, seq: u64) -> [u8; 40] {
     let mut k = [0u8; 40];
     k[..32].copy_from_slice(directory.as_bytes());
     k[32..].copy_from_slice(&seq.to_be_bytes());
@@ -419,7 +419,7 @@ impl Store {
     /// Replaces a directory entry and adds one-time prekeys; returns how many are held.
     pub async fn publish(
         &self,
-        directory: DirectoryKey,
+        directory: HandleTag,
         owner_tag: [u8; 32],
         entry: Vec<u8>,
         one_time: Vec<Vec<u8>>,
@@ -435,7 +435,7 @@ impl Store {
     }
 
     /// The entry and one one-time prekey, which is deleted as it is handed out.
-    pub async fn take_prekeys(&self, directory: DirectoryKey) -> OpResult<TakenPrekeys> {
+    pub async fn take_prekeys(&self, directory: HandleTag) -> OpResult<TakenPrekeys> {
         self.submit(|reply| Op::TakePrekeys { directory, reply })
             .await
     }
@@ -499,7 +499,7 @@ impl Store {
     }
 
     /// A directory entry, read without taking a one-time prekey (`FetchEntry`).
-    pub fn directory_entry(&self, directory: &DirectoryKey) -> Result<Option<Vec<u8>>, StoreError> {
+    pub fn directory_entry(&self, directory: &HandleTag) -> Result<Option<Vec<u8>>, StoreError> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(DIRECTORY)?;
         match t.get(directory.as_bytes().as_slice())? {
@@ -965,7 +965,7 @@ impl Writer<'_> {
 
     fn publish(
         &mut self,
-        directory: DirectoryKey,
+        directory: HandleTag,
         owner_tag: [u8; 32],
         entry: Vec<u8>,
         one_time: Vec<Vec<u8>>,
@@ -1002,10 +1002,7 @@ impl Writer<'_> {
         Ok(Ok(held))
     }
 
-    fn take_prekeys(
-        &mut self,
-        directory: DirectoryKey,
-    ) -> Result<OpResult<TakenPrekeys>, StoreError> {
+    fn take_prekeys(&mut self, directory: HandleTag) -> Result<OpResult<TakenPrekeys>, StoreError> {
         let key = directory.as_bytes().as_slice();
         let mut rec: DirectoryRecord = match self.directory.get(key)? {
             Some(v) => decode(v.value(), "directory")?,
@@ -1136,7 +1133,7 @@ mod tests {
     async fn one_time_prekeys_beyond_the_directory_quota_are_refused_whole() {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path()); // max_one_time: 10
-        let d = DirectoryKey([4; 32]);
+        let d = HandleTag([4; 32]);
         let eleven = (0..11u8).map(|i| vec![i; 8]).collect();
         assert_eq!(
             store.publish(d, [1; 32], b"entry".to_vec(), eleven).await,

@@ -1,16 +1,14 @@
-//! TLS for QUIC: the relay's self-signed key and certificate, its key pin, the server
-//! configuration (TLS 1.3 only, ALPN `postern/1`, 0-RTT and session tickets off) and the
-//! client-side verifier that accepts exactly the pinned key and nothing else.
+//! TLS for QUIC: the relay's self-signed key and certificate, its key pin, and the server
+//! configuration (TLS 1.3 only, ALPN `postern/1`, 0-RTT and session tickets off). The
+//! client half, which accepts exactly the pinned key, is `postern-transport`'s.
 
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
 use postern_protocol::ALPN;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use sha2::{Digest, Sha256};
 
 /// TLS set-up failed.
@@ -89,82 +87,6 @@ pub fn server_config(identity: &RelayIdentity) -> Result<rustls::ServerConfig, T
     // member's past sessions is kept on either side.
     config.send_tls13_tickets = 0;
     Ok(config)
-}
-
-/// The client's rustls configuration: trusts exactly the relay whose SPKI hashes to `pin`.
-pub fn client_config(pin: [u8; 32]) -> Result<rustls::ClientConfig, TlsError> {
-    let provider = provider();
-    let verifier = PinnedServerVerifier {
-        pin,
-        algorithms: provider.signature_verification_algorithms,
-    };
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| TlsError::Config(e.to_string()))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth();
-    config.alpn_protocols = vec![ALPN.to_vec()];
-    config.enable_early_data = false;
-    Ok(config)
-}
-
-/// Accepts a server certificate only if its SPKI hash equals the pin. Names, CAs and
-/// validity dates of the self-signed certificate play no part: the pin is the trust.
-#[derive(Debug)]
-struct PinnedServerVerifier {
-    /// SHA-256 of the relay's SPKI, from the relay address.
-    pin: [u8; 32],
-    /// Signature algorithms for the handshake signature check.
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for PinnedServerVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let got = spki_pin(end_entity).map_err(|_| {
-            rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding)
-        })?;
-        // Constant time is not needed (the pin is public), but equality must be exact.
-        if got == self.pin {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::ApplicationVerificationFailure,
-            ))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        // TLS 1.2 is disabled in client_config; refuse if ever reached.
-        Err(rustls::Error::PeerIncompatible(
-            rustls::PeerIncompatible::Tls12NotOffered,
-        ))
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
 }
 
 /// Writes `bytes` to `path` atomically (temporary file, fsync, rename) with mode 0600.

@@ -15,7 +15,7 @@ use postern_protocol::bytes::BoundedVec;
 use postern_protocol::ids::EnvelopeId;
 use postern_protocol::message::*;
 use postern_protocol::padding::unpad;
-use postern_relay::client::RelayConnection;
+use postern_transport::RelayConnection;
 
 /// Fetches every envelope waiting in the mailbox; returns content by envelope id.
 async fn drain(c: &RelayConnection) -> HashMap<EnvelopeId, Vec<u8>> {
@@ -251,7 +251,7 @@ async fn the_data_directory_and_logs_hold_no_handle_role_key_or_address() {
             .unwrap();
     }
     cb.request(&Request::PublishPrekeys(PublishPrekeys {
-        directory: postern_protocol::DirectoryKey([0x5c; 32]),
+        directory: postern_protocol::HandleTag([0x5c; 32]),
         entry: postern_protocol::Bytes::try_from(&b"sealed-entry"[..]).unwrap(),
         one_time: BoundedVec::empty(),
     }))

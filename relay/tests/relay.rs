@@ -11,13 +11,13 @@ use postern_identity::Role;
 use postern_protocol::ErrorCode;
 use postern_protocol::bytes::{BoundedVec, Bytes, FixedBytes};
 use postern_protocol::frame::encode_frame;
-use postern_protocol::ids::{DirectoryKey, EnvelopeId};
+use postern_protocol::ids::{EnvelopeId, HandleTag};
 use postern_protocol::message::*;
-use postern_relay::client::{ClientError, RelayConnection};
+use postern_transport::{RelayConnection, TransportError};
 
-fn refused(r: Result<Response, ClientError>) -> ErrorCode {
+fn refused(r: Result<Response, TransportError>) -> ErrorCode {
     match r {
-        Err(ClientError::Refused(code)) => code,
+        Err(TransportError::Refused(code)) => code,
         other => panic!("expected a refusal, got {other:?}"),
     }
 }
@@ -32,7 +32,7 @@ async fn a_client_whose_pin_differs_refuses_the_relay() {
     let err = RelayConnection::connect_addr(relay.local_addr, wrong)
         .await
         .unwrap_err();
-    assert!(matches!(err, ClientError::Connect(_)), "{err:?}");
+    assert!(matches!(err, TransportError::Connect(_)), "{err:?}");
     // The right pin connects.
     RelayConnection::connect_addr(relay.local_addr, pin(&data))
         .await
@@ -54,10 +54,10 @@ async fn nothing_is_served_before_admission() {
         Request::Subscribe,
         Request::Fetch(Fetch { limit: 1 }),
         Request::FetchPrekeys(FetchPrekeys {
-            directory: DirectoryKey([1; 32]),
+            directory: HandleTag([1; 32]),
         }),
         Request::FetchEntry(FetchEntry {
-            directory: DirectoryKey([1; 32]),
+            directory: HandleTag([1; 32]),
         }),
         Request::CreateMailbox(CreateMailbox {
             recipient: mb,
@@ -120,7 +120,7 @@ async fn bad_certificates_are_refused_with_typed_errors_while_others_carry_on() 
             .await
             .unwrap();
         match c.authenticate(m).await {
-            Err(ClientError::Refused(got)) => assert_eq!(got, *code, "{}", m.handle),
+            Err(TransportError::Refused(got)) => assert_eq!(got, *code, "{}", m.handle),
             other => panic!("{}: {other:?}", m.handle),
         }
         // Still not admitted after the failure.
@@ -138,7 +138,7 @@ async fn bad_certificates_are_refused_with_typed_errors_while_others_carry_on() 
         .unwrap();
     assert!(matches!(
         c.authenticate(&tampered).await,
-        Err(ClientError::Refused(
+        Err(TransportError::Refused(
             ErrorCode::BadSignature | ErrorCode::Malformed
         ))
     ));
@@ -201,7 +201,7 @@ async fn failed_admissions_are_rate_limited_per_address() {
             .await
             .unwrap();
         codes.push(match c.authenticate(&stranger).await {
-            Err(ClientError::Refused(code)) => code,
+            Err(TransportError::Refused(code)) => code,
             other => panic!("{other:?}"),
         });
     }
@@ -303,9 +303,9 @@ async fn a_mailbox_opens_only_with_its_owner_key_and_acks_only_touch_it() {
     };
 
     let mut e = admitted(relay.local_addr, p, &eve).await;
-    let wrong_key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+    let wrong_key = postern_identity::DeviceKeyPair::from_seed(&[7; 32]);
     match e.open_mailbox(mb.recipient, &wrong_key).await {
-        Err(ClientError::Refused(ErrorCode::BadSignature)) => {}
+        Err(TransportError::Refused(ErrorCode::BadSignature)) => {}
         other => panic!("{other:?}"),
     }
     assert_eq!(
@@ -427,7 +427,7 @@ async fn the_directory_hands_out_each_one_time_prekey_once_and_only_the_publishe
     let bob = org.member("bob");
     let a = admitted(relay.local_addr, p, &alice).await;
     let b = admitted(relay.local_addr, p, &bob).await;
-    let dir = DirectoryKey([0x44; 32]);
+    let dir = HandleTag([0x44; 32]);
     let publish = |entry: &[u8], otks: Vec<&[u8]>| {
         Request::PublishPrekeys(PublishPrekeys {
             directory: dir,
@@ -476,10 +476,10 @@ async fn the_directory_hands_out_each_one_time_prekey_once_and_only_the_publishe
     assert_eq!(got, vec![Some(b"k1".to_vec()), Some(b"k2".to_vec()), None]);
     for unknown in [
         Request::FetchPrekeys(FetchPrekeys {
-            directory: DirectoryKey([0; 32]),
+            directory: HandleTag([0; 32]),
         }),
         Request::FetchEntry(FetchEntry {
-            directory: DirectoryKey([0; 32]),
+            directory: HandleTag([0; 32]),
         }),
     ] {
         assert_eq!(refused(b.request(&unknown).await), ErrorCode::NotFound);
@@ -600,7 +600,7 @@ async fn hostile_frames_close_that_connection_and_the_relay_keeps_serving() {
         assert!(closed.is_ok(), "connection not closed after {code:?}");
     }
     // Unknown version only.
-    let endpoint = postern_relay::client::client_endpoint(false).unwrap();
+    let endpoint = postern_transport::client_endpoint(false).unwrap();
     let hello99 = encode_frame(&Request::Hello(Hello {
         versions: BoundedVec::new(vec![99]).unwrap(),
     }))
@@ -630,7 +630,7 @@ async fn raw_connection(
     addr: std::net::SocketAddr,
     pin: [u8; 32],
 ) -> quinn::Connection {
-    let tls = postern_relay::tls::client_config(pin).unwrap();
+    let tls = postern_transport::tls::client_config(pin).unwrap();
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
     let config = quinn::ClientConfig::new(std::sync::Arc::new(crypto));
     endpoint
@@ -663,7 +663,7 @@ async fn a_flood_of_requests_is_rate_limited_without_hurting_others() {
     for t in tasks {
         match t.await.unwrap() {
             Ok(Response::Pong(_)) => ok += 1,
-            Err(ClientError::Refused(ErrorCode::RateLimited)) => limited += 1,
+            Err(TransportError::Refused(ErrorCode::RateLimited)) => limited += 1,
             other => panic!("{other:?}"),
         }
     }
@@ -713,7 +713,7 @@ async fn holds_a_thousand_authenticated_idle_connections() {
     let relay = start(&data).await;
     let p = pin(&data);
     let member = std::sync::Arc::new(org.member("many-conns"));
-    let endpoint = postern_relay::client::client_endpoint(false).unwrap();
+    let endpoint = postern_transport::client_endpoint(false).unwrap();
     let mut conns = Vec::new();
     for _ in 0..20 {
         let mut batch = Vec::new();

@@ -2,7 +2,9 @@
 //!
 //! Both are bound to one TLS session by a keying-material export (RFC 5705 / 8446 §7.5)
 //! and to one `Welcome` challenge, so a signature seen on one connection is worthless on
-//! any other. The signing itself happens in the client and the relay (Ed25519).
+//! any other. Each signature covers `context || message`: the context constant below,
+//! then the message these functions build. Client and relay both call them, so the two
+//! ends cannot drift; the signing itself (Ed25519) is `postern-identity`'s.
 
 use crate::ids::MailboxId;
 use crate::limits::EXPORTER_LEN;
@@ -16,24 +18,37 @@ pub const AUTHENTICATE_CONTEXT: &[u8] = b"postern/1 authenticate\0";
 /// Domain separation for `OpenMailbox` signatures.
 pub const OPEN_MAILBOX_CONTEXT: &[u8] = b"postern/1 open-mailbox\0";
 
-/// What the device key signs in `Authenticate`:
-/// `AUTHENTICATE_CONTEXT || exporter (32) || challenge (32)`.
-pub fn authenticate_transcript(exporter: &[u8; EXPORTER_LEN], challenge: &[u8; 32]) -> Vec<u8> {
-    [AUTHENTICATE_CONTEXT, exporter, challenge].concat()
+/// What the device key signs in `Authenticate`, after [`AUTHENTICATE_CONTEXT`]:
+/// `exporter (32) || challenge (32)`.
+pub fn authenticate_message(exporter: &[u8; EXPORTER_LEN], challenge: &[u8; 32]) -> Vec<u8> {
+    [exporter.as_slice(), challenge].concat()
 }
 
-/// What the mailbox owner key signs in `OpenMailbox`:
-/// `OPEN_MAILBOX_CONTEXT || exporter (32) || challenge (32) || recipient id (32)`.
-pub fn open_mailbox_transcript(
+/// What the mailbox owner key signs in `OpenMailbox`, after [`OPEN_MAILBOX_CONTEXT`]:
+/// `exporter (32) || challenge (32) || recipient id (32)`.
+pub fn open_mailbox_message(
     exporter: &[u8; EXPORTER_LEN],
     challenge: &[u8; 32],
     recipient: &MailboxId,
 ) -> Vec<u8> {
-    [
-        OPEN_MAILBOX_CONTEXT,
-        exporter,
-        challenge,
-        recipient.as_bytes(),
-    ]
-    .concat()
+    [exporter.as_slice(), challenge, recipient.as_bytes()].concat()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_exporter_then_challenge_then_recipient() {
+        let exporter = [1u8; EXPORTER_LEN];
+        let challenge = [2u8; 32];
+        let recipient = MailboxId([3u8; 32]);
+        let auth = authenticate_message(&exporter, &challenge);
+        assert_eq!(auth.len(), 64);
+        assert_eq!(&auth[..32], &exporter);
+        assert_eq!(&auth[32..], &challenge);
+        let open = open_mailbox_message(&exporter, &challenge, &recipient);
+        assert_eq!(&open[..64], auth.as_slice());
+        assert_eq!(&open[64..], recipient.as_bytes());
+    }
 }

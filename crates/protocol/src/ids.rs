@@ -110,5 +110,5 @@ id_type!(
 id_type!(
     /// A directory key: a keyed hash of a member's handle under the org's directory key,
     /// so the relay can find an entry without learning the handle.
-    DirectoryKey
+    HandleTag
 );

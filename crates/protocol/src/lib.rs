@@ -8,7 +8,6 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod address;
 pub mod auth;
 pub mod bytes;
 pub mod error;
@@ -20,10 +19,9 @@ pub mod padding;
 pub mod vectors;
 pub mod version;
 
-pub use address::RelayAddress;
 pub use bytes::{BoundedVec, Bytes, FixedBytes};
 pub use error::{DecodeError, ErrorCode};
 pub use frame::{decode_push, decode_request, decode_response, encode_frame};
-pub use ids::{DirectoryKey, EnvelopeId, MailboxId};
+pub use ids::{EnvelopeId, HandleTag, MailboxId};
 pub use message::{Push, Request, Response};
 pub use version::{ALPN, PROTOCOL_VERSION};

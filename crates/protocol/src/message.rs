@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bytes::{BoundedVec, Bytes, FixedBytes};
 use crate::error::ErrorCode;
-use crate::ids::{DirectoryKey, EnvelopeId, MailboxId};
+use crate::ids::{EnvelopeId, HandleTag, MailboxId};
 use crate::limits::{
     MAX_ACK_IDS, MAX_CERTIFICATE_LEN, MAX_DIRECTORY_ENTRY_LEN, MAX_ENVELOPE_BODY,
     MAX_FETCH_ENVELOPES, MAX_OFFERED_VERSIONS, MAX_ONE_TIME_PREKEY_LEN,
@@ -65,7 +65,7 @@ pub struct Hello {
 }
 
 /// `Authenticate`: the member certificate and a device-key signature over
-/// [`crate::auth::authenticate_transcript`], which binds it to this TLS session.
+/// [`crate::auth::authenticate_message`], which binds it to this TLS session.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Authenticate {
     /// Encoded member certificate (postern-identity).
@@ -86,7 +86,7 @@ pub struct CreateMailbox {
 }
 
 /// `OpenMailbox`: a signature by the mailbox owner key over
-/// [`crate::auth::open_mailbox_transcript`].
+/// [`crate::auth::open_mailbox_message`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OpenMailbox {
     /// The mailbox's recipient id.
@@ -99,7 +99,7 @@ pub struct OpenMailbox {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PublishPrekeys {
     /// Keyed hash of the member's handle.
-    pub directory: DirectoryKey,
+    pub directory: HandleTag,
     /// Sealed entry: certificate, sender mailbox id, signed and last-resort Kyber prekeys.
     pub entry: Bytes<MAX_DIRECTORY_ENTRY_LEN>,
     /// Sealed one-time prekeys to add; each is handed out once.
@@ -110,14 +110,14 @@ pub struct PublishPrekeys {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FetchPrekeys {
     /// Keyed hash of the handle looked for.
-    pub directory: DirectoryKey,
+    pub directory: HandleTag,
 }
 
 /// `FetchEntry`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FetchEntry {
     /// Keyed hash of the handle looked for.
-    pub directory: DirectoryKey,
+    pub directory: HandleTag,
 }
 
 /// `Send`: store an envelope for the mailbox whose sender id is `to`.

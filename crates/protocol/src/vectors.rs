@@ -6,7 +6,7 @@
 use crate::bytes::{BoundedVec, Bytes, FixedBytes};
 use crate::error::ErrorCode;
 use crate::frame::{EncodeError, encode_frame};
-use crate::ids::{DirectoryKey, EnvelopeId, MailboxId};
+use crate::ids::{EnvelopeId, HandleTag, MailboxId};
 use crate::message::*;
 use crate::padding::pad;
 
@@ -33,7 +33,7 @@ pub fn all() -> Result<Vec<Vector>, EncodeError> {
     let mb_r = MailboxId(fill(0x11));
     let mb_s = MailboxId(fill(0x22));
     let env = EnvelopeId(fill(0x33));
-    let dir = DirectoryKey(fill(0x44));
+    let dir = HandleTag(fill(0x44));
     // A short body padded to the smallest bucket; the vector shows the 1 KiB on the wire.
     let body: EnvelopeBody = Bytes::new(pad(b"ciphertext").unwrap_or_default()).unwrap_or_default();
     let envelope = Envelope {

@@ -14,9 +14,9 @@ use postern_protocol::bytes::{Bytes, FixedBytes};
 use postern_protocol::ids::MailboxId;
 use postern_protocol::message::{CreateMailbox, Request, Response, SendEnvelope};
 use postern_protocol::padding::pad;
-use postern_relay::client::{DeviceSigner, RelayConnection};
 use postern_relay::config::{CONFIG_FILE, RelayConfig};
 use postern_relay::relay::{self, Running};
+use postern_transport::{DeviceSigner, RelayConnection};
 
 pub fn now() -> u64 {
     SystemTime::now()
@@ -113,7 +113,7 @@ pub fn relay_dir(org: &Org, tweak: impl FnOnce(&mut RelayConfig)) -> (tempfile::
 }
 
 pub fn pin(data: &Path) -> [u8; 32] {
-    relay::address(data).unwrap().pin
+    relay::pin(data).unwrap()
 }
 
 pub async fn start(data: &Path) -> Running {
@@ -129,11 +129,11 @@ pub async fn admitted(addr: SocketAddr, pin: [u8; 32], m: &Member) -> RelayConne
 pub struct Mailbox {
     pub recipient: MailboxId,
     pub sender: MailboxId,
-    pub owner: ed25519_dalek::SigningKey,
+    pub owner: postern_identity::DeviceKeyPair,
 }
 
 pub async fn create_mailbox(c: &RelayConnection) -> Mailbox {
-    let owner = ed25519_dalek::SigningKey::from_bytes(&rand::random());
+    let owner = postern_identity::DeviceKeyPair::generate();
     let mb = Mailbox {
         recipient: MailboxId::random(&mut rand::rng()),
         sender: MailboxId::random(&mut rand::rng()),
@@ -143,7 +143,7 @@ pub async fn create_mailbox(c: &RelayConnection) -> Mailbox {
         .request(&Request::CreateMailbox(CreateMailbox {
             recipient: mb.recipient,
             sender: mb.sender,
-            owner: FixedBytes(mb.owner.verifying_key().to_bytes()),
+            owner: FixedBytes(mb.owner.public_key().to_bytes()),
         }))
         .await
         .unwrap();

@@ -110,6 +110,7 @@ impl World {
             format!("127.0.0.1:{port}").parse().unwrap(),
             None,
         )
+        .unwrap()
         .unwrap();
         // Quick sweeps, so expiry is visible within the test.
         let mut config = postern_relay::config::RelayConfig::load(&relay_data).unwrap();

@@ -3,7 +3,7 @@
 
 use postern_protocol::bytes::{BoundedVec, Bytes, FixedBytes};
 use postern_protocol::error::ErrorCode;
-use postern_protocol::ids::{DirectoryKey, EnvelopeId, MailboxId};
+use postern_protocol::ids::{EnvelopeId, HandleTag, MailboxId};
 use postern_protocol::limits::*;
 use postern_protocol::message::*;
 use proptest::collection::vec;
@@ -25,8 +25,8 @@ pub fn envelope_id() -> impl Strategy<Value = EnvelopeId> {
     any::<[u8; 32]>().prop_map(EnvelopeId)
 }
 
-pub fn directory() -> impl Strategy<Value = DirectoryKey> {
-    any::<[u8; 32]>().prop_map(DirectoryKey)
+pub fn directory() -> impl Strategy<Value = HandleTag> {
+    any::<[u8; 32]>().prop_map(HandleTag)
 }
 
 pub fn envelope() -> impl Strategy<Value = Envelope> {

@@ -1,4 +1,5 @@
-//! `postern demo`: one delivery through its whole life, on the real code.
+//! The Postern demo: one delivery through its whole life, on the real code. Its own crate
+//! so that the staff binary never links the relay it starts.
 //!
 //! In a temporary directory it starts a relay on 127.0.0.1 (in process, real QUIC),
 //! makes an org (an org root, descriptor and revocation list, as `postern org` does),
@@ -7,9 +8,12 @@
 //! wrong hand-off code refused on the way and text messages both ways, shows what the
 //! relay holds (counts and padded sizes only), and removes everything.
 //!
-//! The script is thin: every step is a call to [`crate::member`] or
-//! [`crate::delivery`]. [`DemoWorld`] (relay + org) is public so tests can use the same
+//! The script is thin: every step is a call to `postern::member` or
+//! `postern::delivery`. [`DemoWorld`] (relay + org) is public so tests can use the same
 //! set-up.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -23,13 +27,13 @@ use postern_identity::descriptor::OrgDescriptorBody;
 use postern_identity::encoding::BoundedVec;
 use postern_identity::enrollment::bundle_body;
 use postern_identity::{
-    DirectoryKey, OrgDescriptor, OrgRoot, Policy, RelayAddress, RevocationList, RevocationListBody,
-    Role, SignalPublicKey,
+    DirectoryKey, OrgDescriptor, OrgRoot, Policy, RevocationList, RevocationListBody, Role,
+    SignalPublicKey,
 };
 use postern_relay::relay;
 
-use crate::delivery::{Deliveries, DeliveryError, NewDeliveryRequest, Update};
-use crate::member::{Member, MemberError, unix_now};
+use postern::delivery::{Deliveries, DeliveryError, NewDeliveryRequest, Update};
+use postern::member::{Member, MemberError, unix_now};
 
 /// The demo failed.
 #[derive(Debug, thiserror::Error)]
@@ -108,9 +112,7 @@ impl DemoWorld {
         )
         .map_err(setup("relay init"))?;
         let running = relay::start(&data).await.map_err(setup("relay start"))?;
-        let pin = relay::address(&data).map_err(setup("relay address"))?.pin;
-        let address = RelayAddress::new(pin, "127.0.0.1", running.local_addr.port())
-            .map_err(setup("relay address"))?;
+        let address = running.address.clone();
         let sealed_sender = generate_sealed_sender_keys().map_err(setup("sealed sender"))?;
         let descriptor = root
             .sign_descriptor(OrgDescriptorBody {

@@ -1,12 +1,12 @@
-//! `postern delivery …` and `postern demo` as a user runs them: the real binary against
+//! `postern delivery …` as a user runs them: the real binary against
 //! a real relay on loopback, real vault files, `POSTERN_INSECURE_FAST_KDF=1`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use postern::demo::DemoWorld;
 use postern_deliveries::HandoffCode;
+use postern_demo::DemoWorld;
 use postern_e2e::KdfParams;
 use postern_identity::{Policy, Role};
 use serde_json::Value;
@@ -20,7 +20,7 @@ async fn postern(home: &Path, args: &[&str]) -> Output {
 /// Runs `postern` with `input` on its standard input (how a script gives a hand-off code).
 async fn postern_with_input(home: &Path, args: &[&str], input: &str) -> Output {
     use std::io::Write;
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_postern"));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_postern-under-test"));
     cmd.arg("--home")
         .arg(home)
         .args(args)
@@ -317,21 +317,4 @@ async fn delivery_commands_run_a_delivery_with_json_output() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
-}
-
-#[test]
-fn demo_runs_a_delivery_to_the_end() {
-    let o = Command::new(env!("CARGO_BIN_EXE_postern"))
-        .arg("demo")
-        .output()
-        .unwrap();
-    let out = ok(&o);
-    assert!(out.contains("FINAL: delivery"), "{out}");
-    assert!(
-        out.contains("confirmed (wrong codes: 1, flagged: false); coordinator and courier agree"),
-        "{out}"
-    );
-    assert!(out.contains("insecure fast key derivation"), "{out}");
-    assert!(out.contains("padded bucket"), "{out}");
-    assert!(out.contains("Removed"), "{out}");
 }

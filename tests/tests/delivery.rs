@@ -7,12 +7,12 @@
 use postern::delivery::{
     Deliveries, DeliveryError, MEMBERS_BODY_PREFIX, NewDeliveryRequest, SECRET_BODY_PREFIX, Update,
 };
-use postern::demo::DemoWorld;
 use postern::member::{Connection, Member, unix_now};
 use postern_deliveries::{
     Amount, Currency, DeliveryId, DeliveryState, EventText, FamilyRef, HandoffCode, LogError,
     Status, TransitionError,
 };
+use postern_demo::DemoWorld;
 use postern_e2e::{ContentType, KdfParams};
 use postern_identity::{Policy, Role};
 

@@ -1,57 +1,36 @@
 //! A client connection to a relay: pinned-key QUIC, `Hello`, admission, one request per
-//! stream, and the push stream. Used by the `postern` CLI and by the tests.
+//! stream, and the push stream.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
 
-use postern_protocol::auth::{AUTHENTICATE_CONTEXT, EXPORTER_LABEL, OPEN_MAILBOX_CONTEXT};
+use postern_identity::{DeviceKeyPair, RelayAddress};
+use postern_protocol::ErrorCode;
+use postern_protocol::auth::{
+    AUTHENTICATE_CONTEXT, EXPORTER_LABEL, OPEN_MAILBOX_CONTEXT, authenticate_message,
+    open_mailbox_message,
+};
 use postern_protocol::bytes::{BoundedVec, Bytes, FixedBytes};
 use postern_protocol::frame::{self, FrameDecoder, HEADER_LEN};
 use postern_protocol::ids::MailboxId;
 use postern_protocol::limits::EXPORTER_LEN;
 use postern_protocol::message::*;
 use postern_protocol::version::SUPPORTED_VERSIONS;
-use postern_protocol::{DecodeError, ErrorCode, RelayAddress};
 use quinn::crypto::rustls::QuicClientConfig;
 use quinn::{Endpoint, VarInt};
 
+use crate::error::TransportError;
 use crate::tls::client_config;
 
-/// Talking to the relay failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    /// The relay address did not resolve.
-    #[error("cannot resolve {0}")]
-    Resolve(String),
-    /// QUIC/TLS set-up or the handshake failed; a wrong key pin shows up here.
-    #[error("cannot connect to the relay: {0}")]
-    Connect(String),
-    /// The connection broke.
-    #[error("connection to the relay lost: {0}")]
-    Connection(String),
-    /// The relay answered with an error.
-    #[error("relay refused: {0}")]
-    Refused(ErrorCode),
-    /// The relay's answer did not decode.
-    #[error("relay sent a bad frame: {0}")]
-    BadFrame(#[from] DecodeError),
-    /// The relay answered with a response of the wrong kind.
-    #[error("unexpected response from the relay")]
-    UnexpectedResponse,
-    /// The relay took too long.
-    #[error("relay did not answer in time")]
-    Timeout,
-}
-
 /// A client endpoint: one UDP socket on an ephemeral port.
-pub fn client_endpoint(ipv6: bool) -> Result<Endpoint, ClientError> {
+pub fn client_endpoint(ipv6: bool) -> Result<Endpoint, TransportError> {
     let bind: SocketAddr = if ipv6 {
         SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
     } else {
         SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0))
     };
-    Endpoint::client(bind).map_err(|e| ClientError::Connect(e.to_string()))
+    Endpoint::client(bind).map_err(|e| TransportError::Connect(e.to_string()))
 }
 
 /// How long the QUIC handshake may take (an unreachable relay answers nothing at all).
@@ -86,18 +65,18 @@ pub struct RelayConnection {
 impl RelayConnection {
     /// Connects to `address`, checking the relay's key against the address's pin, and
     /// says `Hello`.
-    pub async fn connect(address: &RelayAddress) -> Result<Self, ClientError> {
-        let target = format!("{}:{}", address.host, address.port);
+    pub async fn connect(address: &RelayAddress) -> Result<Self, TransportError> {
+        let target = format!("{}:{}", address.host(), address.port());
         let addr: SocketAddr = target
             .to_socket_addrs()
-            .map_err(|_| ClientError::Resolve(target.clone()))?
+            .map_err(|_| TransportError::Resolve(target.clone()))?
             .next()
-            .ok_or_else(|| ClientError::Resolve(target.clone()))?;
-        Self::connect_addr(addr, address.pin).await
+            .ok_or_else(|| TransportError::Resolve(target.clone()))?;
+        Self::connect_addr(addr, *address.pin()).await
     }
 
     /// Connects to a socket address with a pin, on a new local endpoint.
-    pub async fn connect_addr(addr: SocketAddr, pin: [u8; 32]) -> Result<Self, ClientError> {
+    pub async fn connect_addr(addr: SocketAddr, pin: [u8; 32]) -> Result<Self, TransportError> {
         let endpoint = client_endpoint(addr.is_ipv6())?;
         Self::connect_on(&endpoint, addr, pin).await
     }
@@ -107,10 +86,10 @@ impl RelayConnection {
         endpoint: &Endpoint,
         addr: SocketAddr,
         pin: [u8; 32],
-    ) -> Result<Self, ClientError> {
-        let tls = client_config(pin).map_err(|e| ClientError::Connect(e.to_string()))?;
+    ) -> Result<Self, TransportError> {
+        let tls = client_config(pin)?;
         let crypto =
-            QuicClientConfig::try_from(tls).map_err(|e| ClientError::Connect(e.to_string()))?;
+            QuicClientConfig::try_from(tls).map_err(|e| TransportError::Connect(e.to_string()))?;
         let mut config = quinn::ClientConfig::new(Arc::new(crypto));
         let mut transport = quinn::TransportConfig::default();
         transport.keep_alive_interval(Some(Duration::from_secs(10)));
@@ -118,19 +97,19 @@ impl RelayConnection {
         let endpoint = endpoint.clone();
         let connecting = endpoint
             .connect_with(config, addr, "postern-relay")
-            .map_err(|e| ClientError::Connect(e.to_string()))?;
+            .map_err(|e| TransportError::Connect(e.to_string()))?;
         let conn = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
             .await
             .map_err(|_| {
-                ClientError::Connect(format!(
+                TransportError::Connect(format!(
                     "no answer from {addr} within {} s",
                     CONNECT_TIMEOUT.as_secs()
                 ))
             })?
-            .map_err(|e| ClientError::Connect(e.to_string()))?;
+            .map_err(|e| TransportError::Connect(e.to_string()))?;
         let mut exporter = [0u8; EXPORTER_LEN];
         conn.export_keying_material(&mut exporter, EXPORTER_LABEL, b"")
-            .map_err(|_| ClientError::Connect("TLS exporter unavailable".into()))?;
+            .map_err(|_| TransportError::Connect("TLS exporter unavailable".into()))?;
         let mut this = Self {
             endpoint,
             conn,
@@ -143,25 +122,25 @@ impl RelayConnection {
         });
         match this.request(&hello).await? {
             Response::Welcome(w) => this.challenge = w.challenge.0,
-            _ => return Err(ClientError::UnexpectedResponse),
+            _ => return Err(TransportError::UnexpectedResponse),
         }
         Ok(this)
     }
 
-    /// `exporter || challenge`: what `Authenticate` binds to (after its context).
+    /// What an `Authenticate` signature covers on this connection (after its context).
     pub fn binding(&self) -> Vec<u8> {
-        [self.exporter.as_slice(), self.challenge.as_slice()].concat()
+        authenticate_message(&self.exporter, &self.challenge)
     }
 
     /// Authenticates with the member's certificate and device key.
     pub async fn authenticate(
         &mut self,
         signer: &(dyn DeviceSigner + Sync),
-    ) -> Result<u32, ClientError> {
+    ) -> Result<u32, TransportError> {
         let signature = signer.sign(AUTHENTICATE_CONTEXT, &self.binding());
         let req = Request::Authenticate(Authenticate {
             certificate: Bytes::new(signer.certificate())
-                .map_err(|_| ClientError::Refused(ErrorCode::Malformed))?,
+                .map_err(|_| TransportError::Refused(ErrorCode::Malformed))?,
             signature: FixedBytes(signature),
         });
         match self.request(&req).await? {
@@ -169,7 +148,7 @@ impl RelayConnection {
                 self.max_ttl_secs = Some(a.max_ttl_secs);
                 Ok(a.max_ttl_secs)
             }
-            _ => Err(ClientError::UnexpectedResponse),
+            _ => Err(TransportError::UnexpectedResponse),
         }
     }
 
@@ -178,83 +157,76 @@ impl RelayConnection {
         self.max_ttl_secs
     }
 
-    /// The message an `OpenMailbox` signature covers (after its context).
+    /// What an `OpenMailbox` signature covers on this connection (after its context).
     pub fn open_mailbox_message(&self, recipient: &MailboxId) -> Vec<u8> {
-        [
-            self.exporter.as_slice(),
-            self.challenge.as_slice(),
-            recipient.as_bytes().as_slice(),
-        ]
-        .concat()
+        open_mailbox_message(&self.exporter, &self.challenge, recipient)
     }
 
     /// Opens a mailbox on this connection with its owner key.
     pub async fn open_mailbox(
         &mut self,
         recipient: MailboxId,
-        owner: &ed25519_dalek::SigningKey,
-    ) -> Result<u32, ClientError> {
-        use ed25519_dalek::Signer;
-        let data = [OPEN_MAILBOX_CONTEXT, &self.open_mailbox_message(&recipient)].concat();
-        let signature = owner.sign(&data).to_bytes();
+        owner: &DeviceKeyPair,
+    ) -> Result<u32, TransportError> {
+        let signature = owner.sign(OPEN_MAILBOX_CONTEXT, &self.open_mailbox_message(&recipient));
         let req = Request::OpenMailbox(OpenMailbox {
             recipient,
             signature: FixedBytes(signature),
         });
         match self.request(&req).await? {
             Response::MailboxOpened(o) => Ok(o.pending),
-            _ => Err(ClientError::UnexpectedResponse),
+            _ => Err(TransportError::UnexpectedResponse),
         }
     }
 
     /// Sends one request and returns its response; an `Error` response becomes
-    /// [`ClientError::Refused`].
-    pub async fn request(&self, req: &Request) -> Result<Response, ClientError> {
+    /// [`TransportError::Refused`].
+    pub async fn request(&self, req: &Request) -> Result<Response, TransportError> {
         let bytes =
-            frame::encode_frame(req).map_err(|_| ClientError::Refused(ErrorCode::Malformed))?;
+            frame::encode_frame(req).map_err(|_| TransportError::Refused(ErrorCode::Malformed))?;
         match self.raw_request(&bytes).await? {
-            Response::Error(code) => Err(ClientError::Refused(code)),
+            Response::Error(code) => Err(TransportError::Refused(code)),
             other => Ok(other),
         }
     }
 
     /// Writes raw bytes as a request (tests use it to send hostile frames) and reads the
     /// response.
-    pub async fn raw_request(&self, bytes: &[u8]) -> Result<Response, ClientError> {
+    pub async fn raw_request(&self, bytes: &[u8]) -> Result<Response, TransportError> {
         let work = async {
             let (mut send, mut recv) = self
                 .conn
                 .open_bi()
                 .await
-                .map_err(|e| ClientError::Connection(e.to_string()))?;
+                .map_err(|e| TransportError::Connection(e.to_string()))?;
             send.write_all(bytes)
                 .await
-                .map_err(|e| ClientError::Connection(e.to_string()))?;
+                .map_err(|e| TransportError::Connection(e.to_string()))?;
             let _ = send.finish();
             let mut header = [0u8; HEADER_LEN];
             recv.read_exact(&mut header)
                 .await
-                .map_err(|e| ClientError::Connection(e.to_string()))?;
+                .map_err(|e| TransportError::Connection(e.to_string()))?;
             let len = frame::body_len(header)?;
             let body = recv
                 .read_to_end(len)
                 .await
-                .map_err(|e| ClientError::Connection(e.to_string()))?;
+                .map_err(|e| TransportError::Connection(e.to_string()))?;
             if body.len() != len {
-                return Err(ClientError::Connection("response truncated".into()));
+                return Err(TransportError::Connection("response truncated".into()));
             }
             Ok(frame::decode_response(&body)?)
         };
         tokio::time::timeout(REQUEST_TIMEOUT, work)
             .await
-            .map_err(|_| ClientError::Timeout)?
+            .map_err(|_| TransportError::Timeout)?
     }
 
     /// Subscribes the open mailbox and returns the push stream.
-    pub async fn subscribe(&self) -> Result<PushStream, ClientError> {
+    pub async fn subscribe(&self) -> Result<PushStream, TransportError> {
         match self.request(&Request::Subscribe).await? {
             Response::Subscribed => {}
-            _ => return Err(ClientError::UnexpectedResponse),
+            _ => return Err(TransportError::UnexpectedResponse),
         }
         // QUIC announces the relay's stream only with its first bytes, so it is accepted
         // lazily, on the first `next`.
@@ -290,7 +262,7 @@ pub struct PushStream {
 
 impl PushStream {
     /// The next push; `Ok(None)` when the relay ended the stream.
-    pub async fn next(&mut self) -> Result<Option<Push>, ClientError> {
+    pub async fn next(&mut self) -> Result<Option<Push>, TransportError> {
         loop {
             if let Some(body) = self.decoder.next_body()? {
                 return Ok(Some(frame::decode_push(&body)?));
@@ -302,7 +274,7 @@ impl PushStream {
                         .conn
                         .accept_uni()
                         .await
-                        .map_err(|e| ClientError::Connection(e.to_string()))?;
+                        .map_err(|e| TransportError::Connection(e.to_string()))?;
                     self.recv.insert(r)
                 }
             };
@@ -313,7 +285,7 @@ impl PushStream {
                     self.decoder.finish()?;
                     return Ok(None);
                 }
-                Err(e) => return Err(ClientError::Connection(e.to_string())),
+                Err(e) => return Err(TransportError::Connection(e.to_string())),
             }
         }
     }

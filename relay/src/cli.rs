@@ -1,0 +1,191 @@
+//! The `postern-relay` command line: init, run, address, stats. Any binary that needs it
+//! (the shipped one, the end-to-end tests' copy) is a one-line `main`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::metrics::StatsFile;
+use crate::relay;
+use clap::{Parser, Subcommand};
+
+/// Postern relay: holds end-to-end-encrypted envelopes for one organisation's members
+/// until they fetch them, and forgets them on acknowledgement or expiry.
+#[derive(Debug, Parser)]
+#[command(name = "postern-relay", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a relay: key pair, self-signed certificate and relay.toml in DIR. The last
+    /// line printed is the relay address to give to `postern org relay add`.
+    Init {
+        /// Data directory (created, mode 0700).
+        #[arg(long, value_name = "DIR")]
+        data: PathBuf,
+        /// The organisation's key, as printed by `postern org init` (postern-org:...).
+        #[arg(long, value_name = "ORG_KEY")]
+        org: String,
+        /// UDP address to listen on.
+        #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:4433")]
+        listen: SocketAddr,
+        /// Host name or IP members use to reach the relay (default: the listen IP).
+        #[arg(long, value_name = "HOST")]
+        public_host: Option<String>,
+    },
+    /// Serve until SIGTERM or SIGINT, then finish in-flight sends and stop.
+    Run {
+        /// Data directory made by `init`.
+        #[arg(long, value_name = "DIR")]
+        data: PathBuf,
+    },
+    /// Print the relay address of the relay in DIR.
+    Address {
+        /// Data directory made by `init`.
+        #[arg(long, value_name = "DIR")]
+        data: PathBuf,
+    },
+    /// Print aggregate counters of the relay in DIR (written by the running relay every
+    /// few seconds; no identifiers).
+    Stats {
+        /// Data directory made by `init`.
+        #[arg(long, value_name = "DIR")]
+        data: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Parses the command line and runs the command; the process exit code is its result.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("POSTERN_RELAY_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("postern-relay: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+    match cli.command {
+        Command::Init {
+            data,
+            org,
+            listen,
+            public_host,
+        } => {
+            let address = relay::init(&data, &org, listen, public_host)?;
+            println!("Relay created in {}.", data.display());
+            println!("Configuration: {}", data.join("relay.toml").display());
+            println!("Start it with: postern-relay run --data {}", data.display());
+            match address {
+                Some(address) => {
+                    println!("Add it to the org with: postern org relay add {address}");
+                    println!("{address}");
+                }
+                None => println!(
+                    "It listens on port 0 (any free port): its address is known once it runs."
+                ),
+            }
+            Ok(())
+        }
+        Command::Address { data } => {
+            println!("{}", relay::address(&data)?);
+            Ok(())
+        }
+        Command::Run { data } => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async move {
+                let running = relay::start(&data).await?;
+                println!("listening on {}", running.local_addr);
+                wait_for_signal().await?;
+                tracing::info!("signal received: stopping after in-flight requests");
+                running.shutdown().await;
+                tracing::info!("stopped");
+                Ok::<(), Box<dyn std::error::Error>>(())
+            })
+        }
+        Command::Stats { data, json } => {
+            let stats = StatsFile::read(&data).map_err(|e| {
+                format!(
+                    "cannot read {}/stats.json ({e}); is the relay running or has it run?",
+                    data.display()
+                )
+            })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&stats)?);
+            } else {
+                let c = &stats.counters;
+                let s = &stats.store;
+                println!("written at (unix): {}", stats.written_at);
+                println!("mailboxes:          {}", s.mailboxes);
+                println!("envelopes held:     {}", s.envelopes);
+                for (bucket, n) in &stats.envelope_buckets {
+                    println!("  {bucket:>6}-byte envelopes: {n}");
+                }
+                println!("directory entries:  {}", s.directory_entries);
+                println!("one-time prekeys:   {}", s.one_time_prekeys);
+                println!("connections open:   {}", c.connections_open);
+                println!(
+                    "connections total:  {} (refused {})",
+                    c.connections_accepted, c.connections_refused
+                );
+                println!(
+                    "admissions:         {} ok, {} failed",
+                    c.auth_ok, c.auth_failed
+                );
+                println!(
+                    "requests:           {} ({} errors, {} rate-limited, {} malformed)",
+                    c.requests, c.request_errors, c.rate_limited, c.malformed_frames
+                );
+                println!(
+                    "envelopes:          {} stored, {} delivered, {} acked, {} expired, {} refused for quota",
+                    c.envelopes_stored,
+                    c.envelopes_delivered,
+                    c.envelopes_acked,
+                    c.envelopes_expired,
+                    c.quota_refusals
+                );
+                println!(
+                    "commits:            {} ({} operations)",
+                    c.commits, c.committed_ops
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn wait_for_signal() -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await
+    }
+}
