@@ -112,7 +112,11 @@ pub fn init(
     if listen.port() == 0 {
         return Ok(None);
     }
-    Ok(Some(RelayAddress::new(identity.pin()?, &host, listen.port())?))
+    Ok(Some(RelayAddress::new(
+        identity.pin()?,
+        &host,
+        listen.port(),
+    )?))
 }
 
 /// Loads the relay's key and certificate.
