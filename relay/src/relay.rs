@@ -61,7 +61,7 @@ pub enum RelayError {
     #[error(transparent)]
     Server(#[from] ServerError),
     /// The configured public host or port cannot form a relay address.
-    #[error("public_host and the listen port in relay.toml do not form a relay address: {0}")]
+    #[error("the public host and port do not form a relay address: {0}")]
     BadAddress(#[from] RelayAddressError),
     /// The stored revocation list does not verify (damaged data directory).
     #[error("the stored revocation list is invalid: {0}")]
@@ -101,22 +101,20 @@ pub fn init(
         ));
     }
     let identity = RelayIdentity::generate()?;
+    let host = public_host.unwrap_or_else(|| listen.ip().to_string());
+    // Checked before anything is written, so a bad --public-host leaves no half-made relay.
+    let address = match listen.port() {
+        0 => None,
+        port => Some(RelayAddress::new(identity.pin()?, &host, port)?),
+    };
     let key_path = data_dir.join(KEY_FILE);
     write_secret_file(&key_path, &identity.key_der).map_err(io(&key_path))?;
     let cert_path = data_dir.join(CERT_FILE);
     write_secret_file(&cert_path, &identity.cert_der).map_err(io(&cert_path))?;
-    let host = public_host.unwrap_or_else(|| listen.ip().to_string());
-    let config = RelayConfig::new(listen, host.clone(), org_key.to_string());
+    let config = RelayConfig::new(listen, host, org_key.to_string());
     write_secret_file(&config_path, config.to_commented_toml().as_bytes())
         .map_err(io(&config_path))?;
-    if listen.port() == 0 {
-        return Ok(None);
-    }
-    Ok(Some(RelayAddress::new(
-        identity.pin()?,
-        &host,
-        listen.port(),
-    )?))
+    Ok(address)
 }
 
 /// Loads the relay's key and certificate.
@@ -300,5 +298,31 @@ async fn stats_writer(
             _ = tokio::time::sleep(STATS_INTERVAL) => {}
             _ = stop.changed() => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_public_host_is_refused_before_anything_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("relay");
+        let org = postern_identity::OrgRoot::generate().org_key().to_string();
+        let listen: SocketAddr = "127.0.0.1:4433".parse().unwrap();
+        let refused = init(&data, &org, listen, Some("bad host".into()));
+        assert!(
+            matches!(refused, Err(RelayError::BadAddress(_))),
+            "{refused:?}"
+        );
+        assert!(!data.join(CONFIG_FILE).exists());
+        assert!(!data.join(KEY_FILE).exists());
+        // The same directory then takes a good host.
+        let address = init(&data, &org, listen, Some("relay.example.org".into()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(address.host(), "relay.example.org");
+        assert_eq!(address.port(), 4433);
     }
 }

@@ -50,51 +50,42 @@ enum Command {
 /// Parses the command line and runs the command; the process exit code is its result.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    let passphrase = PassphraseSource {
+        file: cli.passphrase_file,
+    };
+    let out = &mut std::io::stdout().lock();
     match cli.command {
         Command::Org(cmd) => {
             let ctx = OrgContext {
                 home: cli.home,
-                passphrase: PassphraseSource {
-                    file: cli.passphrase_file,
-                },
+                passphrase,
             };
-            match crate::org::run(cmd, &ctx, &mut std::io::stdout().lock()) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(err) => {
-                    eprintln!("postern: {err}");
-                    ExitCode::from(err.exit_code())
-                }
-            }
+            finish(crate::org::run(cmd, &ctx, out), |e| e.exit_code())
         }
         Command::Delivery(cmd) => {
             let ctx = MemberContext {
                 home: cli.home,
-                passphrase: PassphraseSource {
-                    file: cli.passphrase_file,
-                },
+                passphrase,
             };
-            match crate::delivery_cli::run(cmd, &ctx, &mut std::io::stdout().lock()) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(err) => {
-                    eprintln!("postern: {err}");
-                    ExitCode::from(err.exit_code())
-                }
-            }
+            finish(crate::delivery_cli::run(cmd, &ctx, out), |e| e.exit_code())
         }
         Command::Member(cmd) => {
             let ctx = MemberContext {
                 home: cli.home,
-                passphrase: PassphraseSource {
-                    file: cli.passphrase_file,
-                },
+                passphrase,
             };
-            match crate::member_cli::run(cmd, &ctx, &mut std::io::stdout().lock()) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(err) => {
-                    eprintln!("postern: {err}");
-                    ExitCode::from(err.exit_code())
-                }
-            }
+            finish(crate::member_cli::run(cmd, &ctx, out), |e| e.exit_code())
+        }
+    }
+}
+
+/// Prints a command's error and turns its outcome into the process exit code.
+fn finish<E: std::fmt::Display>(result: Result<(), E>, code: impl Fn(&E) -> u8) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("postern: {err}");
+            ExitCode::from(code(&err))
         }
     }
 }
