@@ -19,6 +19,7 @@ use postern_identity::*;
 use postern_protocol::bytes::Bytes;
 use postern_protocol::message::{PublishPrekeys, PutRevocationList, Request, Response};
 use postern_relay::relay;
+use postern_relay::testing::TestRelay;
 use postern_transport::{DeviceSigner, RelayConnection};
 
 const PASS: &[u8] = b"correct horse battery staple";
@@ -127,6 +128,7 @@ struct World {
     org: TestOrg,
     relay: relay::Running,
     relay_address: RelayAddress,
+    _relay_dir: TestRelay,
 }
 
 async fn world() -> World {
@@ -134,17 +136,10 @@ async fn world() -> World {
     let dir = tmp.path().to_path_buf();
     // The org key must exist before the relay, and the descriptor needs the relay's
     // address: make the root first, then re-sign the descriptor.
-    let data = dir.join("relay");
     let placeholder = RelayAddress::new([0; 32], "127.0.0.1", 1).unwrap();
     let mut org = TestOrg::new(placeholder);
-    relay::init(
-        &data,
-        &org.root.org_key().to_string(),
-        "127.0.0.1:0".parse().unwrap(),
-        None,
-    )
-    .unwrap();
-    let running = relay::start(&data).await.unwrap();
+    let relay_dir = TestRelay::new(&org.root.org_key().to_string(), |_| {});
+    let running = relay_dir.start().await;
     let address = running.address.clone();
     org = TestOrg::new_with_root(org, address.clone());
     World {
@@ -153,6 +148,7 @@ async fn world() -> World {
         org,
         relay_address: address,
         relay: running,
+        _relay_dir: relay_dir,
     }
 }
 
@@ -198,7 +194,7 @@ async fn two_members_enroll_and_exchange_messages_both_ways() {
     let (alice, _) = enrolled(&w, "alice").await;
     let (bob, _) = enrolled(&w, "bob").await;
 
-    let one_time_held = || w.relay.shared.store.counts().unwrap().one_time_prekeys;
+    let one_time_held = || w.relay.store().counts().unwrap().one_time_prekeys;
 
     let a = alice.connect().await.unwrap();
     let before = one_time_held();

@@ -10,6 +10,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use postern_relay::relay;
+use postern_relay::testing::TestRelay;
 
 const PASS: &str = "correct horse battery staple";
 
@@ -79,6 +80,7 @@ struct Org {
     org_home: PathBuf,
     rt: tokio::runtime::Runtime,
     running: relay::Running,
+    _relay_dir: TestRelay,
 }
 
 impl Org {
@@ -95,9 +97,8 @@ impl Org {
             .enable_all()
             .build()
             .unwrap();
-        let data = tmp.path().join("relay");
-        relay::init(&data, &org_key, "127.0.0.1:0".parse().unwrap(), None).unwrap();
-        let running = rt.block_on(relay::start(&data)).unwrap();
+        let relay_dir = TestRelay::new(&org_key, |_| {});
+        let running = rt.block_on(relay_dir.start());
         let address = running.address.clone();
         ok(&org_home, &["org", "relay", "add", &address.to_string()]);
         Self {
@@ -105,6 +106,7 @@ impl Org {
             org_home,
             rt,
             running,
+            _relay_dir: relay_dir,
         }
     }
 

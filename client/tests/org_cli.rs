@@ -604,16 +604,8 @@ async fn revoke_publish_reaches_a_real_relay() {
     use postern_protocol::message::{Request, Response};
     let org = Org::new();
     let org_key = org.init();
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("relay");
-    postern_relay::relay::init(
-        &data,
-        &org_key.to_string(),
-        "127.0.0.1:0".parse().unwrap(),
-        None,
-    )
-    .unwrap();
-    let running = postern_relay::relay::start(&data).await.unwrap();
+    let relay_dir = postern_relay::testing::TestRelay::new(&org_key.to_string(), |_| {});
+    let running = relay_dir.start().await;
     let address = running.address.to_string();
     let org2 = org;
     let out = tokio::task::spawn_blocking(move || {

@@ -242,7 +242,7 @@ pub fn run(out: &mut impl Write) -> Result<(), DemoError> {
 const PASS: &[u8] = b"demo passphrase, not a secret";
 
 fn relay_holdings(world: &DemoWorld, out: &mut impl Write) -> Result<(), DemoError> {
-    let store = &world.relay().shared.store;
+    let store = &world.relay().store();
     let c = store.counts().map_err(setup("relay counts"))?;
     writeln!(
         out,

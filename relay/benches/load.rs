@@ -23,7 +23,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -35,7 +35,8 @@ use postern_protocol::ids::MailboxId;
 use postern_protocol::limits::MAX_ACK_IDS;
 use postern_protocol::message::*;
 use postern_protocol::padding::pad;
-use postern_relay::config::{CONFIG_FILE, RelayConfig};
+use postern_relay::config::Limits;
+use postern_relay::testing::{RelayProcess, TestRelay};
 use postern_relay::tls::{RelayIdentity, server_config};
 use postern_transport::tls::client_config;
 use postern_transport::{DeviceSigner, RelayConnection, client_endpoint};
@@ -469,45 +470,25 @@ struct Relay {
 }
 
 fn spawn_relay(dir: &Path, org: &OrgRoot) -> Relay {
-    let data = dir.join("relay");
-    postern_relay::relay::init(
-        &data,
-        &org.org_key().to_string(),
-        "127.0.0.1:0".parse().unwrap(),
-        None,
-    )
-    .unwrap();
-    let mut config = RelayConfig::load(&data).unwrap();
-    config.limits.requests_per_sec = 1_000_000;
-    config.limits.request_burst = 1_000_000;
-    config.limits.max_concurrent_requests = 256;
-    config.limits.mailbox_max_envelopes = 1_000_000;
-    config.limits.mailbox_max_bytes = 1 << 40;
-    std::fs::write(data.join(CONFIG_FILE), config.to_commented_toml()).unwrap();
-    let pin = postern_relay::relay::pin(&data).unwrap();
+    // Limits out of the way; sweeps as often as in production (not the harness's 1 s).
+    let relay = TestRelay::init_in(&dir.join("relay"), &org.org_key().to_string(), 0, |c| {
+        c.limits.requests_per_sec = 1_000_000;
+        c.limits.request_burst = 1_000_000;
+        c.limits.max_concurrent_requests = 256;
+        c.limits.mailbox_max_envelopes = 1_000_000;
+        c.limits.mailbox_max_bytes = 1 << 40;
+        c.limits.sweep_interval_secs = Limits::default().sweep_interval_secs;
+    });
     // BENCH_RELAY_BIN runs another build of the relay against the same load (A/B).
-    let bin = std::env::var_os("BENCH_RELAY_BIN")
-        .unwrap_or_else(|| env!("CARGO_BIN_EXE_postern-relay").into());
-    let mut child = Command::new(bin)
-        .args(["run", "--data"])
-        .arg(&data)
-        .env("POSTERN_RELAY_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    use std::io::BufRead;
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .parse()
-        .unwrap();
-    Relay { child, addr, pin }
+    let bin: std::path::PathBuf = std::env::var_os("BENCH_RELAY_BIN")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_postern-relay").into())
+        .into();
+    let process = RelayProcess::spawn_logging(&bin, relay.data(), &dir.join("relay.log"), "warn");
+    Relay {
+        child: process.child,
+        addr: process.addr,
+        pin: relay.pin(),
+    }
 }
 
 struct LoadResult {

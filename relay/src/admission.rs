@@ -127,25 +127,25 @@ impl FailureLimiter {
         }
     }
 
-    /// Whether `ip` may try to authenticate now.
-    pub fn allowed(&self, ip: IpAddr) -> bool {
-        let now = Instant::now();
+    /// Whether `ip` may try to authenticate at `now`.
+    pub fn allowed(&self, ip: IpAddr, now: Instant) -> bool {
         let w = self.windows.lock().unwrap_or_else(|p| p.into_inner());
         match w.get(&ip) {
-            Some((start, n)) if now.duration_since(*start) < WINDOW => *n < self.per_window,
+            Some((start, n)) if now.saturating_duration_since(*start) < WINDOW => {
+                *n < self.per_window
+            }
             _ => true,
         }
     }
 
-    /// Records a failure from `ip`.
-    pub fn failed(&self, ip: IpAddr) {
-        let now = Instant::now();
+    /// Records a failure from `ip` at `now`.
+    pub fn failed(&self, ip: IpAddr, now: Instant) {
         let mut w = self.windows.lock().unwrap_or_else(|p| p.into_inner());
         if w.len() > 100_000 {
-            w.retain(|_, (start, _)| now.duration_since(*start) < WINDOW);
+            w.retain(|_, (start, _)| now.saturating_duration_since(*start) < WINDOW);
         }
         let e = w.entry(ip).or_insert((now, 0));
-        if now.duration_since(e.0) >= WINDOW {
+        if now.saturating_duration_since(e.0) >= WINDOW {
             *e = (now, 0);
         }
         e.1 = e.1.saturating_add(1);
@@ -161,10 +161,15 @@ mod tests {
         let l = FailureLimiter::new(2);
         let a: IpAddr = "127.0.0.1".parse().unwrap();
         let b: IpAddr = "127.0.0.2".parse().unwrap();
-        assert!(l.allowed(a));
-        l.failed(a);
-        l.failed(a);
-        assert!(!l.allowed(a));
-        assert!(l.allowed(b));
+        let t0 = Instant::now();
+        assert!(l.allowed(a, t0));
+        l.failed(a, t0);
+        l.failed(a, t0 + Duration::from_secs(1));
+        assert!(!l.allowed(a, t0 + Duration::from_secs(59)));
+        assert!(l.allowed(b, t0 + Duration::from_secs(59)));
+        // A new window starts a minute after the first failure.
+        assert!(l.allowed(a, t0 + WINDOW));
+        l.failed(a, t0 + WINDOW);
+        assert!(l.allowed(a, t0 + WINDOW));
     }
 }

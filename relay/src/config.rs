@@ -54,6 +54,17 @@ pub struct Limits {
     pub sweep_interval_secs: u32,
 }
 
+impl Limits {
+    /// The quotas the store enforces.
+    pub fn quotas(&self) -> crate::store::Quotas {
+        crate::store::Quotas {
+            max_envelopes: self.mailbox_max_envelopes,
+            max_bytes: self.mailbox_max_bytes,
+            max_one_time: self.directory_max_one_time,
+        }
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Self {

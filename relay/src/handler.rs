@@ -1,183 +1,32 @@
-//! Request handling: a function of (shared state, this connection's session, request) to
-//! (response, effect). No QUIC here, so it is tested without sockets.
+//! Request handling: a function of (shared state, this connection's session, request,
+//! the time now) to (response, effect). No sockets and no clock of its own: the caller
+//! reads the clock once per request, and the RNG lives in [`Shared`], so the unit tests
+//! below drive admission, limits, quotas and expiry with a chosen time.
 
-use std::collections::HashMap;
-use std::net::IpAddr;
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::Instant;
-
-use postern_identity::{DevicePublicKey, OrgKey, RevocationList};
+use postern_identity::{DevicePublicKey, RevocationList};
 use postern_protocol::ErrorCode;
 use postern_protocol::auth::{OPEN_MAILBOX_CONTEXT, authenticate_message, open_mailbox_message};
 use postern_protocol::bytes::{Bytes, FixedBytes};
 use postern_protocol::ids::MailboxId;
-use postern_protocol::limits::EXPORTER_LEN;
 use postern_protocol::message::*;
 use postern_protocol::padding::is_bucket;
 use postern_protocol::version::negotiate;
 use sha2::{Digest, Sha256};
-use tokio::sync::mpsc;
 
-use crate::admission::{Admitted, FailureLimiter, admit, still_admitted, trust_code};
-use crate::config::RelayConfig;
+use crate::admission::{admit, still_admitted, trust_code};
 use crate::metrics::Metrics;
-use crate::store::{Deleted, Store, bounded};
-
-/// Capacity of one subscriber's push queue; a subscriber that falls this far behind
-/// loses pushes (the envelopes stay stored and come with its next fetch).
-pub const PUSH_QUEUE: usize = 256;
-
-/// Unix seconds now.
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+use crate::state::{Now, Session, Shared};
+use crate::store::bounded;
 
 /// Expiry kept for an envelope: `now + min(ttl, max)`, rounded up to the minute.
-pub fn expiry_for(now: u64, ttl_secs: u32, max_ttl_secs: u32) -> u64 {
+pub(crate) fn expiry_for(now: u64, ttl_secs: u32, max_ttl_secs: u32) -> u64 {
     let ttl = u64::from(ttl_secs.clamp(1, max_ttl_secs.max(1)));
     (now + ttl).div_ceil(60) * 60
 }
 
-/// A subscribed connection: its id and its push queue.
-type Subscriber = (u64, mpsc::Sender<Push>);
-
-/// Subscribed connections, by mailbox recipient id.
-#[derive(Debug, Default)]
-pub struct Hub {
-    /// Push queues of subscribed connections, with the connection's id.
-    subscribers: Mutex<HashMap<MailboxId, Vec<Subscriber>>>,
-}
-
-impl Hub {
-    /// Registers a connection's push queue for a mailbox.
-    pub fn subscribe(&self, mailbox: MailboxId, conn: u64, tx: mpsc::Sender<Push>) {
-        let mut s = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
-        let list = s.entry(mailbox).or_default();
-        list.retain(|(c, tx)| *c != conn && !tx.is_closed());
-        list.push((conn, tx));
-    }
-
-    /// Removes a connection's subscriptions.
-    pub fn unsubscribe(&self, mailbox: &MailboxId, conn: u64) {
-        let mut s = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(list) = s.get_mut(mailbox) {
-            list.retain(|(c, _)| *c != conn);
-            if list.is_empty() {
-                s.remove(mailbox);
-            }
-        }
-    }
-
-    /// Pushes to a mailbox's subscribers; returns how many took it.
-    pub fn push(&self, mailbox: &MailboxId, push: &Push) -> usize {
-        let s = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
-        s.get(mailbox).map_or(0, |list| {
-            list.iter()
-                .filter(|(_, tx)| tx.try_send(push.clone()).is_ok())
-                .count()
-        })
-    }
-
-    /// Pushes to every subscriber.
-    pub fn broadcast(&self, push: &Push) {
-        let s = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
-        for (_, tx) in s.values().flatten() {
-            let _ = tx.try_send(push.clone());
-        }
-    }
-}
-
-/// State shared by every connection.
-#[derive(Debug)]
-pub struct Shared {
-    /// Durable storage.
-    pub store: Store,
-    /// The org whose members are admitted.
-    pub org: OrgKey,
-    /// Settings.
-    pub config: RelayConfig,
-    /// The newest revocation list held (also on disk).
-    pub revocations: RwLock<Option<RevocationList>>,
-    /// Subscribed connections.
-    pub hub: Hub,
-    /// Aggregate counters.
-    pub metrics: Arc<Metrics>,
-    /// Failed-admission limiter per source address.
-    pub auth_failures: FailureLimiter,
-}
-
-impl Shared {
-    fn revocations(&self) -> Option<RevocationList> {
-        self.revocations
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    /// Tells subscribers of mailboxes that have room again.
-    pub fn space_returned(&self, deleted: &Deleted) {
-        for mb in &deleted.space_returned {
-            self.hub.push(mb, &Push::SpaceAvailable);
-        }
-    }
-}
-
-/// Per-connection state.
-#[derive(Debug)]
-pub struct Session {
-    /// Connection number, local to this process (for the hub only).
-    pub conn_id: u64,
-    /// Source address, for the failed-admission limiter only; never logged or stored.
-    pub peer_ip: IpAddr,
-    /// TLS exporter value of this connection.
-    pub exporter: [u8; EXPORTER_LEN],
-    /// Mutable part, locked briefly (never across an await).
-    pub state: Mutex<SessionState>,
-}
-
-/// What changes during a connection.
-#[derive(Debug)]
-pub struct SessionState {
-    /// The challenge sent in `Welcome`, once `Hello` was answered.
-    pub challenge: Option<[u8; 32]>,
-    /// The admitted member, once `Authenticate` succeeded.
-    pub admitted: Option<Admitted>,
-    /// The mailbox opened on this connection.
-    pub mailbox: Option<MailboxId>,
-    /// Whether a subscription was started.
-    pub subscribed: bool,
-    /// Request rate limiter: tokens and when they were last refilled.
-    pub tokens: (f64, Instant),
-}
-
-impl Session {
-    /// A new connection's session.
-    pub fn new(conn_id: u64, peer_ip: IpAddr, exporter: [u8; EXPORTER_LEN], burst: u32) -> Self {
-        Self {
-            conn_id,
-            peer_ip,
-            exporter,
-            state: Mutex::new(SessionState {
-                challenge: None,
-                admitted: None,
-                mailbox: None,
-                subscribed: false,
-                tokens: (f64::from(burst), Instant::now()),
-            }),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, SessionState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
 /// What the connection must do after answering.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Effect {
+pub(crate) enum Effect {
     /// Nothing.
     None,
     /// Close the connection (after the response is delivered).
@@ -190,35 +39,46 @@ fn err(code: ErrorCode) -> (Response, Effect) {
     (Response::Error(code), Effect::None)
 }
 
-/// Handles one request.
-pub async fn handle(shared: &Shared, session: &Session, req: Request) -> (Response, Effect) {
+/// Handles one request at `now`.
+pub(crate) async fn handle(
+    shared: &Shared,
+    session: &Session,
+    req: Request,
+    now: Now,
+) -> (Response, Effect) {
     Metrics::inc(&shared.metrics.requests);
-    let (resp, effect) = handle_inner(shared, session, req).await;
+    let (resp, effect) = handle_inner(shared, session, req, now).await;
     if matches!(resp, Response::Error(_)) {
         Metrics::inc(&shared.metrics.request_errors);
     }
     (resp, effect)
 }
 
-async fn handle_inner(shared: &Shared, session: &Session, req: Request) -> (Response, Effect) {
+async fn handle_inner(
+    shared: &Shared,
+    session: &Session,
+    req: Request,
+    clock: Now,
+) -> (Response, Effect) {
     let limits = &shared.config.limits;
     // Rate limit every request, admitted or not.
     {
         let mut st = session.lock();
         let (tokens, last) = st.tokens;
-        let now = Instant::now();
-        let refill = now.duration_since(last).as_secs_f64() * f64::from(limits.requests_per_sec);
+        let at = clock.instant;
+        let refill =
+            at.saturating_duration_since(last).as_secs_f64() * f64::from(limits.requests_per_sec);
         let tokens = (tokens + refill).min(f64::from(limits.request_burst.max(1)));
         if tokens < 1.0 {
-            st.tokens = (tokens, now);
+            st.tokens = (tokens, at.max(last));
             drop(st);
             Metrics::inc(&shared.metrics.rate_limited);
             return err(ErrorCode::RateLimited);
         }
-        st.tokens = (tokens - 1.0, now);
+        st.tokens = (tokens - 1.0, at.max(last));
     }
 
-    let now = unix_now();
+    let now = clock.unix;
     // Requests allowed before admission.
     match req {
         Request::Hello(h) => {
@@ -232,7 +92,7 @@ async fn handle_inner(shared: &Shared, session: &Session, req: Request) -> (Resp
                     Effect::Close(ErrorCode::UnknownVersion),
                 );
             };
-            let challenge: [u8; 32] = rand::random();
+            let challenge = shared.random_challenge();
             st.challenge = Some(challenge);
             return (
                 Response::Welcome(Welcome {
@@ -267,7 +127,7 @@ async fn handle_inner(shared: &Shared, session: &Session, req: Request) -> (Resp
         if session.lock().admitted.is_some() {
             return err(ErrorCode::UnexpectedRequest);
         }
-        if !shared.auth_failures.allowed(session.peer_ip) {
+        if !shared.auth_failures.allowed(session.peer_ip, clock.instant) {
             Metrics::inc(&shared.metrics.rate_limited);
             return err(ErrorCode::RateLimited);
         }
@@ -292,7 +152,7 @@ async fn handle_inner(shared: &Shared, session: &Session, req: Request) -> (Resp
                 )
             }
             Err(code) => {
-                shared.auth_failures.failed(session.peer_ip);
+                shared.auth_failures.failed(session.peer_ip, clock.instant);
                 Metrics::inc(&shared.metrics.auth_failed);
                 err(code)
             }
@@ -334,7 +194,7 @@ async fn handle_inner(shared: &Shared, session: &Session, req: Request) -> (Resp
             let signed = DevicePublicKey::from_bytes(owner.0)
                 .is_ok_and(|key| key.verify(OPEN_MAILBOX_CONTEXT, &message, &o.signature.0));
             if !signed {
-                shared.auth_failures.failed(session.peer_ip);
+                shared.auth_failures.failed(session.peer_ip, clock.instant);
                 return err(ErrorCode::BadSignature);
             }
             let mut st = session.lock();
@@ -524,14 +384,4 @@ async fn put_revocation(shared: &Shared, bytes: &[u8]) -> (Response, Effect) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn expiry_is_clamped_and_rounded_up_to_the_minute() {
-        assert_eq!(expiry_for(1000, 10, 3600), 1020);
-        assert_eq!(expiry_for(1200, 60, 3600), 1260);
-        assert_eq!(expiry_for(0, u32::MAX, 3600), 3600);
-        assert_eq!(expiry_for(0, 0, 3600), 60);
-    }
-}
+mod tests;

@@ -5,19 +5,23 @@
 //!
 //! Modules follow the shape of a small server: [`cli`] (the command line), [`config`]
 //! (the TOML file), [`tls`] (key, certificate, pin), [`store`] (redb with group commit),
-//! [`admission`] (who may use it), [`handler`] (request → response, without sockets),
+//! `admission` (who may use it), `handler` (request → response, without sockets or clock), `state` (what
+//! connections share and what each holds),
 //! [`server`] (QUIC accept loop and shutdown), [`metrics`] (aggregate counters only).
 //! The client end is `postern-transport`.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod admission;
+pub(crate) mod admission;
 pub mod cli;
 pub mod config;
-pub mod handler;
+pub(crate) mod handler;
 pub mod metrics;
 pub mod relay;
 pub mod server;
+pub(crate) mod state;
 pub mod store;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod tls;

@@ -13,10 +13,10 @@ use tokio::sync::watch;
 
 use crate::admission::FailureLimiter;
 use crate::config::{CONFIG_FILE, ConfigError, RelayConfig};
-use crate::handler::{Hub, Shared, unix_now};
 use crate::metrics::{Metrics, StatsFile};
 use crate::server::{ServerError, endpoint, serve};
-use crate::store::{Quotas, Staged, Store, StoreError};
+use crate::state::{Hub, Shared, unix_now};
+use crate::store::{Staged, Store, StoreError};
 use crate::tls::{RelayIdentity, TlsError, spki_pin, write_secret_file};
 
 /// Certificate file (DER) in the data directory.
@@ -153,8 +153,8 @@ pub struct Running {
     pub local_addr: SocketAddr,
     /// Its relay address: the configured public host, the real port, the key pin.
     pub address: RelayAddress,
-    /// Shared state (tests read counters and the store through it).
-    pub shared: Arc<Shared>,
+    /// Shared state.
+    pub(crate) shared: Arc<Shared>,
     /// Set to true to stop.
     stop: watch::Sender<bool>,
     /// Completes when the relay has drained and stopped.
@@ -162,6 +162,16 @@ pub struct Running {
 }
 
 impl Running {
+    /// The relay's store (tests and the demo read what it holds).
+    pub fn store(&self) -> &Store {
+        &self.shared.store
+    }
+
+    /// The relay's aggregate counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
     /// Stops gracefully: no new connections, in-flight requests finish and are flushed.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
@@ -204,11 +214,7 @@ pub async fn start(data_dir: &Path) -> Result<Running, RelayError> {
     let (staged_tx, staged_rx) = tokio::sync::mpsc::unbounded_channel();
     let store = Store::open(
         data_dir,
-        Quotas {
-            max_envelopes: l.mailbox_max_envelopes,
-            max_bytes: l.mailbox_max_bytes,
-            max_one_time: l.directory_max_one_time,
-        },
+        l.quotas(),
         l.group_commit_max_batch as usize,
         metrics.clone(),
         Some(staged_tx),
@@ -228,6 +234,7 @@ pub async fn start(data_dir: &Path) -> Result<Running, RelayError> {
         revocations: RwLock::new(revocations),
         hub: Hub::default(),
         metrics,
+        rng: std::sync::Mutex::new(rand::SeedableRng::from_os_rng()),
     });
     let endpoint = endpoint(&identity, shared.config.listen, &shared)?;
     let local_addr = endpoint.local_addr().map_err(io(data_dir))?;

@@ -17,8 +17,9 @@ use quinn::{Endpoint, VarInt};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
-use crate::handler::{Effect, PUSH_QUEUE, Session, Shared, handle};
+use crate::handler::{Effect, handle};
 use crate::metrics::Metrics;
+use crate::state::{Now, PUSH_QUEUE, Session, Shared};
 use crate::tls::{RelayIdentity, TlsError, server_config};
 
 /// Seconds a client has to deliver a whole request frame once it opened the stream.
@@ -39,7 +40,7 @@ pub mod close {
 }
 
 /// Builds the QUIC endpoint for the relay.
-pub fn endpoint(
+pub(crate) fn endpoint(
     identity: &RelayIdentity,
     listen: SocketAddr,
     shared: &Shared,
@@ -134,7 +135,11 @@ impl From<TlsError> for ServerError {
 }
 
 /// Serves until `shutdown` turns true, then drains and returns.
-pub async fn serve(endpoint: Endpoint, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+pub(crate) async fn serve(
+    endpoint: Endpoint,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let limit = Arc::new(Semaphore::new(
         shared.config.limits.max_connections as usize,
     ));
@@ -206,6 +211,7 @@ async fn connection(
         conn.remote_address().ip(),
         exporter,
         shared.config.limits.request_burst,
+        std::time::Instant::now(),
     ));
     let mut requests = JoinSet::new();
     let (close_tx, mut close_rx) = mpsc::channel::<ErrorCode>(1);
@@ -298,7 +304,7 @@ async fn request(
         frame::decode_request(&body).map_err(|e| Some(e.code()))
     };
     let outcome = match tokio::time::timeout(REQUEST_READ_TIMEOUT, read).await {
-        Ok(Ok(req)) => handle(shared, session, req).await,
+        Ok(Ok(req)) => handle(shared, session, req, Now::current()).await,
         Ok(Err(Some(code))) => {
             Metrics::inc(&shared.metrics.malformed_frames);
             (Response::Error(code), Effect::Close(code))

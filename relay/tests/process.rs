@@ -84,7 +84,7 @@ fn start_senders(
     (acked, tasks)
 }
 
-fn fixed_port_relay(org: &Org) -> (tempfile::TempDir, std::path::PathBuf) {
+fn fixed_port_relay(org: &Org) -> (TestRelay, std::path::PathBuf) {
     let port = free_port();
     relay_dir(org, |c| {
         c.listen = format!("127.0.0.1:{port}").parse().unwrap();
@@ -117,13 +117,13 @@ async fn after_sigkill_every_acknowledged_envelope_is_delivered_and_none_after_i
     let mut rounds = 0;
     let mut total_acked = 0;
     let (bob, mb) = {
-        let relay = RelayProcess::spawn(&data, &dir.path().join("log0"));
+        let relay = spawn_relay(&data, &dir.scratch().join("log0"));
         let r = recipient(relay.addr, p, &org).await;
         relay.terminate();
         r
     };
     for round in 0..3u64 {
-        let relay = RelayProcess::spawn(&data, &dir.path().join(format!("log{round}")));
+        let relay = spawn_relay(&data, &dir.scratch().join(format!("log{round}")));
         let addr = relay.addr;
         let (acked, tasks) = start_senders(addr, p, &org, mb.sender, 6);
         // Kill at a pseudo-random moment while the senders are busy.
@@ -143,7 +143,7 @@ async fn after_sigkill_every_acknowledged_envelope_is_delivered_and_none_after_i
         );
 
         // Restart: every acknowledged envelope is there.
-        let relay = RelayProcess::spawn(&data, &dir.path().join(format!("log{round}b")));
+        let relay = spawn_relay(&data, &dir.scratch().join(format!("log{round}b")));
         let c = open(relay.addr, p, &bob, &mb).await;
         let mut got: HashMap<EnvelopeId, Vec<u8>> = HashMap::new();
         // Collect everything (acking as we page), then check.
@@ -167,7 +167,7 @@ async fn after_sigkill_every_acknowledged_envelope_is_delivered_and_none_after_i
         }
         c.close().await;
         assert!(relay.terminate().success());
-        let relay = RelayProcess::spawn(&data, &dir.path().join(format!("log{round}c")));
+        let relay = spawn_relay(&data, &dir.scratch().join(format!("log{round}c")));
         let c = open(relay.addr, p, &bob, &mb).await;
         assert!(
             drain(&c).await.is_empty(),
@@ -186,7 +186,7 @@ async fn sigterm_drains_in_flight_sends_and_exits_cleanly() {
     let org = Org::new();
     let (dir, data) = fixed_port_relay(&org);
     let p = pin(&data);
-    let relay = RelayProcess::spawn(&data, &dir.path().join("log-a"));
+    let relay = spawn_relay(&data, &dir.scratch().join("log-a"));
     let (bob, mb) = recipient(relay.addr, p, &org).await;
     let (acked, tasks) = start_senders(relay.addr, p, &org, mb.sender, 6);
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -197,7 +197,7 @@ async fn sigterm_drains_in_flight_sends_and_exits_cleanly() {
     }
     let acked = acked.lock().unwrap().clone();
     assert!(!acked.is_empty());
-    let relay = RelayProcess::spawn(&data, &dir.path().join("log-b"));
+    let relay = spawn_relay(&data, &dir.scratch().join("log-b"));
     let c = open(relay.addr, p, &bob, &mb).await;
     let contents: HashSet<Vec<u8>> = drain(&c).await.into_values().collect();
     assert!(
@@ -225,8 +225,8 @@ async fn the_data_directory_and_logs_hold_no_handle_role_key_or_address() {
     let org = Org::new();
     let (dir, data) = fixed_port_relay(&org);
     let p = pin(&data);
-    let log = dir.path().join("relay.log");
-    let relay = RelayProcess::spawn(&data, &log);
+    let log = dir.scratch().join("relay.log");
+    let relay = spawn_relay(&data, &log);
     let handle_a = "zq-courier-marker-41";
     let handle_b = "zq-coordinator-marker-42";
     let a = org.member_valid(
@@ -298,7 +298,7 @@ async fn the_data_directory_and_logs_hold_no_handle_role_key_or_address() {
     needles.push(("mailbox id", mb.recipient.to_string().into_bytes()));
     needles.push(("sender id", mb.sender.to_string().into_bytes()));
     scan(
-        dir.path().join("relay.log").parent().unwrap(),
+        dir.scratch().join("relay.log").parent().unwrap(),
         &needles[..3],
         "log",
     );

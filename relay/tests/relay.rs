@@ -393,7 +393,7 @@ async fn quota_refuses_then_signals_when_space_returns() {
             ErrorCode::QuotaExceeded
         );
     }
-    assert_eq!(relay.shared.store.counts().unwrap().envelopes, 3);
+    assert_eq!(relay.store().counts().unwrap().envelopes, 3);
     c.request(&Request::Ack(Ack {
         ids: BoundedVec::new(vec![ids[0]]).unwrap(),
     }))
@@ -697,8 +697,7 @@ async fn the_connection_limit_refuses_extra_connections() {
     );
     assert_eq!(
         relay
-            .shared
-            .metrics
+            .metrics()
             .connections_refused
             .load(std::sync::atomic::Ordering::Relaxed),
         1
@@ -730,8 +729,7 @@ async fn holds_a_thousand_authenticated_idle_connections() {
         }
     }
     let open = relay
-        .shared
-        .metrics
+        .metrics()
         .connections_open
         .load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(open, 1000);

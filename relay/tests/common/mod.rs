@@ -1,115 +1,32 @@
 //! Test harness: an org with members, relays in temporary directories (in-process or as
 //! real processes), admitted connections.
-#![allow(dead_code, missing_docs, clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    dead_code,
+    unused_imports,
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use postern_identity::{
-    DeviceKeyPair, Handle, OrgRoot, RevocationList, RevocationListBody, Role, SignalPublicKey,
-};
 use postern_protocol::bytes::{Bytes, FixedBytes};
 use postern_protocol::ids::MailboxId;
 use postern_protocol::message::{CreateMailbox, Request, Response, SendEnvelope};
 use postern_protocol::padding::pad;
-use postern_relay::config::{CONFIG_FILE, RelayConfig};
+use postern_relay::config::RelayConfig;
 use postern_relay::relay::{self, Running};
-use postern_transport::{DeviceSigner, RelayConnection};
+use postern_transport::RelayConnection;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 
-pub fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
+pub use postern_relay::testing::{RelayProcess, TestRelay, free_port, now};
+pub use postern_relay::testing::{TestMember as Member, TestOrg as Org};
 
-pub struct Org {
-    pub root: OrgRoot,
-}
-
-pub struct Member {
-    pub handle: String,
-    pub cert: Vec<u8>,
-    pub device: DeviceKeyPair,
-    pub serial: u64,
-}
-
-impl DeviceSigner for Member {
-    fn certificate(&self) -> Vec<u8> {
-        self.cert.clone()
-    }
-    fn sign(&self, context: &[u8], message: &[u8]) -> [u8; 64] {
-        self.device.sign(context, message)
-    }
-}
-
-impl Org {
-    pub fn new() -> Self {
-        Self {
-            root: OrgRoot::generate(),
-        }
-    }
-
-    pub fn key(&self) -> String {
-        self.root.org_key().to_string()
-    }
-
-    pub fn member_valid(
-        &self,
-        handle: &str,
-        role: Role,
-        not_before: u64,
-        not_after: u64,
-    ) -> Member {
-        let device = DeviceKeyPair::generate();
-        let mut signal = [5u8; 33];
-        signal[1..].copy_from_slice(&rand::random::<[u8; 32]>());
-        let serial = rand::random::<u64>();
-        let cert = self
-            .root
-            .issue_member_certificate(
-                Handle::new(handle).unwrap(),
-                role,
-                SignalPublicKey::from_bytes(&signal).unwrap(),
-                device.public_key(),
-                not_before,
-                not_after,
-                serial,
-            )
-            .unwrap();
-        Member {
-            handle: handle.to_owned(),
-            cert: cert.encode(),
-            device,
-            serial,
-        }
-    }
-
-    pub fn member(&self, handle: &str) -> Member {
-        self.member_valid(handle, Role::Courier, now() - 60, now() + 86_400)
-    }
-
-    pub fn revocations(&self, version: u64, serials: Vec<u64>) -> RevocationList {
-        self.root
-            .sign_revocations(
-                RevocationListBody::new(self.root.org_key(), version, serials).unwrap(),
-            )
-            .unwrap()
-    }
-}
-
-/// A relay data directory with a config tweaked by `tweak`.
-pub fn relay_dir(org: &Org, tweak: impl FnOnce(&mut RelayConfig)) -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("relay");
-    relay::init(&data, &org.key(), "127.0.0.1:0".parse().unwrap(), None).unwrap();
-    let mut config = RelayConfig::load(&data).unwrap();
-    config.limits.sweep_interval_secs = 1;
-    tweak(&mut config);
-    std::fs::write(data.join(CONFIG_FILE), config.to_commented_toml()).unwrap();
-    (dir, data)
+/// A relay data directory with a config tweaked by `tweak` (the `TestRelay` keeps the
+/// temporary directory alive).
+pub fn relay_dir(org: &Org, tweak: impl FnOnce(&mut RelayConfig)) -> (TestRelay, PathBuf) {
+    let relay = TestRelay::new(&org.key(), tweak);
+    let data = relay.data().to_path_buf();
+    (relay, data)
 }
 
 pub fn pin(data: &Path) -> [u8; 32] {
@@ -171,79 +88,14 @@ pub fn send_req(to: MailboxId, ttl: u32, content: &[u8]) -> Request {
     })
 }
 
-/// Builds the relay binary's path (cargo builds it for integration tests).
-pub fn relay_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_postern-relay")
+/// The relay binary cargo built for these tests.
+pub fn relay_bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_postern-relay"))
 }
 
-/// A relay running as a real child process.
-pub struct RelayProcess {
-    pub child: Child,
-    pub addr: SocketAddr,
-    pub stderr_path: PathBuf,
-}
-
-impl RelayProcess {
-    /// Starts `postern-relay run` on a fixed port (the config must name one).
-    pub fn spawn(data: &Path, log: &Path) -> Self {
-        let stderr = std::fs::File::create(log).unwrap();
-        let mut child = Command::new(relay_bin())
-            .args(["run", "--data"])
-            .arg(data)
-            .env("POSTERN_RELAY_LOG", "debug")
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .unwrap();
-        // The first line on stdout is "listening on ADDR".
-        use std::io::BufRead;
-        let stdout = child.stdout.take().unwrap();
-        let mut line = String::new();
-        std::io::BufReader::new(stdout)
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("relay did not start: {line:?}"))
-            .parse()
-            .unwrap();
-        Self {
-            child,
-            addr,
-            stderr_path: log.to_path_buf(),
-        }
-    }
-
-    pub fn kill9(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    pub fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        let start = std::time::Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "relay did not stop"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-/// A free UDP port on loopback.
-pub fn free_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// `postern-relay run` on the data directory as a child process, logging to `log`.
+pub fn spawn_relay(data: &Path, log: &Path) -> RelayProcess {
+    RelayProcess::spawn(relay_bin(), data, log)
 }
 
 /// Every file under `dir`, concatenated.

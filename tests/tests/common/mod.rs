@@ -3,17 +3,14 @@
 //! member library with real vault files.
 #![allow(dead_code, missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::BufRead;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::path::PathBuf;
 
 use postern::member::{Member, MemberError};
 use postern::org::{self, EnrollArgs, OrgCommand, OrgContext, RelayCommand, RevokeArgs};
 use postern::passphrase::PassphraseSource;
 use postern_e2e::KdfParams;
 use postern_identity::{OrgKey, Role};
+use postern_relay::testing::{RelayProcess, TestRelay, free_port};
 
 pub const PASS: &str = "simulation passphrase, not for production";
 
@@ -23,64 +20,8 @@ pub struct World {
     pub org_home: PathBuf,
     pub ctx: OrgContext,
     pub org_key: OrgKey,
-    pub relay_data: PathBuf,
+    pub relay_dir: TestRelay,
     pub relay: Option<RelayProcess>,
-    pub relay_logs: usize,
-}
-
-pub struct RelayProcess {
-    pub child: Child,
-    pub addr: SocketAddr,
-}
-
-impl RelayProcess {
-    pub fn spawn(data: &Path, log: &Path) -> Self {
-        let stderr = std::fs::File::create(log).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_relay-under-test"))
-            .args(["run", "--data"])
-            .arg(data)
-            .env("POSTERN_RELAY_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("relay did not start: {line:?}"))
-            .parse()
-            .unwrap();
-        Self { child, addr }
-    }
-
-    pub fn kill9(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    pub fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        for _ in 0..600 {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("relay did not stop within 30 s of SIGTERM");
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl World {
@@ -102,24 +43,15 @@ impl World {
         let text = String::from_utf8(out).unwrap();
         let org_key: OrgKey = text.lines().last().unwrap().trim().parse().unwrap();
 
-        let relay_data = tmp.path().join("relay");
-        let port = free_port();
-        let address = postern_relay::relay::init(
-            &relay_data,
+        // A fixed port, so the relay keeps its address across restarts; quick sweeps, so
+        // expiry is visible within the test.
+        let relay_dir = TestRelay::init_in(
+            &tmp.path().join("relay"),
             &org_key.to_string(),
-            format!("127.0.0.1:{port}").parse().unwrap(),
-            None,
-        )
-        .unwrap()
-        .unwrap();
-        // Quick sweeps, so expiry is visible within the test.
-        let mut config = postern_relay::config::RelayConfig::load(&relay_data).unwrap();
-        config.limits.sweep_interval_secs = 1;
-        std::fs::write(
-            relay_data.join(postern_relay::config::CONFIG_FILE),
-            config.to_commented_toml(),
-        )
-        .unwrap();
+            free_port(),
+            |_| {},
+        );
+        let address = relay_dir.address();
         let mut out = Vec::new();
         org::run(
             OrgCommand::Relay(RelayCommand::Add {
@@ -134,9 +66,8 @@ impl World {
             org_home,
             ctx,
             org_key,
-            relay_data,
+            relay_dir,
             relay: None,
-            relay_logs: 0,
         };
         world.start_relay();
         world
@@ -144,12 +75,8 @@ impl World {
 
     pub fn start_relay(&mut self) {
         assert!(self.relay.is_none());
-        self.relay_logs += 1;
-        let log = self
-            .tmp
-            .path()
-            .join(format!("relay-{}.log", self.relay_logs));
-        self.relay = Some(RelayProcess::spawn(&self.relay_data, &log));
+        let bin = std::path::Path::new(env!("CARGO_BIN_EXE_relay-under-test"));
+        self.relay = Some(self.relay_dir.spawn(bin));
     }
 
     pub fn kill_relay(&mut self) {
@@ -218,22 +145,7 @@ impl World {
     /// What the relay's database file holds, and its earliest envelope expiry (the relay
     /// must be stopped).
     pub fn relay_holdings(&self) -> (postern_relay::store::StoreCounts, Option<u64>) {
-        let store = postern_relay::store::Store::open(
-            &self.relay_data,
-            postern_relay::store::Quotas {
-                max_envelopes: 1,
-                max_bytes: 1,
-                max_one_time: 1,
-            },
-            1,
-            std::sync::Arc::new(postern_relay::metrics::Metrics::default()),
-            None,
-        )
-        .unwrap();
-        let counts = store.counts().unwrap();
-        let earliest = store.earliest_expiry().unwrap();
-        store.close();
-        (counts, earliest)
+        self.relay_dir.holdings()
     }
 }
 

@@ -1,0 +1,713 @@
+//! `handle()` driven directly: a real store in a temporary directory, real certificates
+//! and signatures, a clock the test sets. No sockets.
+
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use postern_identity::Role;
+use postern_protocol::ErrorCode;
+use postern_protocol::auth::{AUTHENTICATE_CONTEXT, OPEN_MAILBOX_CONTEXT, authenticate_message};
+use postern_protocol::bytes::{BoundedVec, Bytes, FixedBytes};
+use postern_protocol::ids::{EnvelopeId, HandleTag, MailboxId};
+use postern_protocol::message::*;
+use postern_protocol::padding::pad;
+use postern_protocol::version::PROTOCOL_VERSION;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+use super::{Effect, expiry_for, handle};
+use crate::admission::FailureLimiter;
+use crate::config::RelayConfig;
+use crate::metrics::Metrics;
+use crate::state::{Hub, Now, Session, Shared};
+use crate::store::Store;
+use crate::testing::{TestMember, TestOrg};
+
+/// The tests' epoch: Unix seconds at `t0`.
+const T0: u64 = 1_900_000_000;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    shared: Shared,
+    org: TestOrg,
+    t0: Instant,
+    next_conn: u64,
+}
+
+impl Fixture {
+    fn new(tweak: impl FnOnce(&mut RelayConfig)) -> Self {
+        let org = TestOrg::new();
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = RelayConfig::new(
+            "127.0.0.1:0".parse().unwrap(),
+            "127.0.0.1".into(),
+            org.key(),
+        );
+        tweak(&mut config);
+        let l = &config.limits;
+        let metrics = Arc::new(Metrics::default());
+        let store = Store::open(
+            dir.path(),
+            l.quotas(),
+            l.group_commit_max_batch as usize,
+            metrics.clone(),
+            None,
+        )
+        .unwrap();
+        let shared = Shared {
+            store,
+            org: org.root.org_key(),
+            auth_failures: FailureLimiter::new(l.auth_failures_per_minute),
+            config,
+            revocations: RwLock::new(None),
+            hub: Hub::default(),
+            metrics,
+            rng: Mutex::new(StdRng::seed_from_u64(7)),
+        };
+        Self {
+            _dir: dir,
+            shared,
+            org,
+            t0: Instant::now(),
+            next_conn: 0,
+        }
+    }
+
+    /// The clock `secs` after the epoch.
+    fn at(&self, secs: u64) -> Now {
+        Now {
+            instant: self.t0 + Duration::from_secs(secs),
+            unix: T0 + secs,
+        }
+    }
+
+    /// A new connection from `ip`, opened at the epoch.
+    fn session_from(&mut self, ip: &str) -> Session {
+        self.next_conn += 1;
+        let exporter = [self.next_conn as u8; 32];
+        let burst = self.shared.config.limits.request_burst;
+        Session::new(
+            self.next_conn,
+            ip.parse().unwrap(),
+            exporter,
+            burst,
+            self.t0,
+        )
+    }
+
+    fn session(&mut self) -> Session {
+        self.session_from("192.0.2.1")
+    }
+
+    /// A courier valid for a day around the epoch.
+    fn member(&self, handle: &str) -> TestMember {
+        self.org
+            .member_valid(handle, Role::Courier, T0 - 60, T0 + 86_400)
+    }
+
+    async fn call(&self, s: &Session, req: Request, secs: u64) -> (Response, Effect) {
+        handle(&self.shared, s, req, self.at(secs)).await
+    }
+
+    async fn hello(&self, s: &Session, secs: u64) -> [u8; 32] {
+        let req = Request::Hello(Hello {
+            versions: BoundedVec::new(vec![PROTOCOL_VERSION]).unwrap(),
+        });
+        match self.call(s, req, secs).await {
+            (Response::Welcome(w), Effect::None) => w.challenge.0,
+            other => panic!("no welcome: {other:?}"),
+        }
+    }
+
+    /// `Authenticate` for `m` on a connection with `exporter` that got `challenge`.
+    fn authenticate_req(m: &TestMember, exporter: &[u8; 32], challenge: &[u8; 32]) -> Request {
+        let binding = authenticate_message(exporter, challenge);
+        Request::Authenticate(Authenticate {
+            certificate: Bytes::new(m.cert.clone()).unwrap(),
+            signature: FixedBytes(m.device.sign(AUTHENTICATE_CONTEXT, &binding)),
+        })
+    }
+
+    /// Hello and Authenticate at `secs`; the response to Authenticate.
+    async fn admit(&self, s: &Session, m: &TestMember, secs: u64) -> Response {
+        let challenge = self.hello(s, secs).await;
+        let req = Self::authenticate_req(m, &s.exporter, &challenge);
+        self.call(s, req, secs).await.0
+    }
+
+    async fn admitted(&mut self, m: &TestMember) -> Session {
+        let s = self.session();
+        let r = self.admit(&s, m, 0).await;
+        assert!(matches!(r, Response::Authenticated(_)), "{r:?}");
+        s
+    }
+
+    fn counter(&self, f: impl Fn(&Metrics) -> &std::sync::atomic::AtomicU64) -> u64 {
+        f(&self.shared.metrics).load(Ordering::Relaxed)
+    }
+
+    /// Creates a mailbox and opens it on `s`; returns its sender id (where sends go).
+    async fn mailbox(&self, s: &Session, secs: u64) -> MailboxId {
+        let owner = postern_identity::DeviceKeyPair::generate();
+        let recipient = MailboxId::random(&mut rand::rng());
+        let sender = MailboxId::random(&mut rand::rng());
+        let create = Request::CreateMailbox(CreateMailbox {
+            recipient,
+            sender,
+            owner: FixedBytes(owner.public_key().to_bytes()),
+        });
+        assert_eq!(self.call(s, create, secs).await.0, Response::MailboxCreated);
+        let challenge = s.lock().challenge.unwrap();
+        let message =
+            postern_protocol::auth::open_mailbox_message(&s.exporter, &challenge, &recipient);
+        let open = Request::OpenMailbox(OpenMailbox {
+            recipient,
+            signature: FixedBytes(owner.sign(OPEN_MAILBOX_CONTEXT, &message)),
+        });
+        assert!(matches!(
+            self.call(s, open, secs).await.0,
+            Response::MailboxOpened(_)
+        ));
+        sender
+    }
+}
+
+fn ping(n: u64) -> Request {
+    Request::Ping(Ping { nonce: n })
+}
+
+fn send(to: MailboxId, ttl: u32, content: &[u8]) -> Request {
+    Request::Send(SendEnvelope {
+        to,
+        ttl_secs: ttl,
+        body: Bytes::new(pad(content).unwrap()).unwrap(),
+    })
+}
+
+fn fetch() -> Request {
+    Request::Fetch(Fetch { limit: 100 })
+}
+
+#[test]
+fn expiry_is_clamped_and_rounded_up_to_the_minute() {
+    assert_eq!(expiry_for(1000, 10, 3600), 1020);
+    assert_eq!(expiry_for(1200, 60, 3600), 1260);
+    assert_eq!(expiry_for(0, u32::MAX, 3600), 3600);
+    assert_eq!(expiry_for(0, 0, 3600), 60);
+}
+
+#[tokio::test]
+async fn a_valid_member_is_admitted_and_gets_the_relay_ttl() {
+    let mut f = Fixture::new(|c| c.max_ttl_secs = 7200);
+    let s = f.session();
+    let r = f.admit(&s, &f.member("alice"), 0).await;
+    assert_eq!(
+        r,
+        Response::Authenticated(Authenticated { max_ttl_secs: 7200 })
+    );
+    assert_eq!(f.counter(|m| &m.auth_ok), 1);
+}
+
+#[tokio::test]
+async fn certificates_outside_their_validity_or_org_are_refused() {
+    let mut f = Fixture::new(|_| {});
+    let other_org = TestOrg::new();
+    let cases = [
+        (
+            other_org.member_valid("eve", Role::Courier, T0 - 60, T0 + 60),
+            ErrorCode::WrongOrg,
+        ),
+        (
+            f.org.member_valid("old", Role::Courier, T0 - 120, T0),
+            ErrorCode::Expired,
+        ),
+        (
+            f.org.member_valid("soon", Role::Courier, T0 + 1, T0 + 60),
+            ErrorCode::NotYetValid,
+        ),
+    ];
+    for (m, code) in cases {
+        let s = f.session_from("198.51.100.7");
+        assert_eq!(
+            f.admit(&s, &m, 0).await,
+            Response::Error(code),
+            "{}",
+            m.handle
+        );
+        assert!(s.lock().admitted.is_none());
+    }
+    assert_eq!(f.counter(|m| &m.auth_failed), 3);
+    // A certificate that is not one at all.
+    let s = f.session_from("198.51.100.8");
+    let challenge = f.hello(&s, 0).await;
+    let mut m = f.member("junk");
+    m.cert.truncate(10);
+    let req = Fixture::authenticate_req(&m, &s.exporter, &challenge);
+    assert_eq!(
+        f.call(&s, req, 0).await.0,
+        Response::Error(ErrorCode::Malformed)
+    );
+}
+
+#[tokio::test]
+async fn a_revoked_member_is_refused() {
+    let mut f = Fixture::new(|_| {});
+    let m = f.member("gone");
+    let list = f.org.revocations(1, vec![m.serial]);
+    let s = f.session();
+    let put = Request::PutRevocationList(PutRevocationList {
+        list: Bytes::new(list.encode()).unwrap(),
+    });
+    assert!(matches!(
+        f.call(&s, put, 0).await.0,
+        Response::RevocationListAccepted(_)
+    ));
+    assert_eq!(
+        f.admit(&s, &m, 0).await,
+        Response::Error(ErrorCode::Revoked)
+    );
+}
+
+#[tokio::test]
+async fn an_authentication_replayed_on_another_connection_is_refused() {
+    let mut f = Fixture::new(|_| {});
+    let m = f.member("alice");
+    let first = f.session();
+    let challenge = f.hello(&first, 0).await;
+    let signed = Fixture::authenticate_req(&m, &first.exporter, &challenge);
+    // An observer (or the relay's host) replays the same bytes on its own connection:
+    // a different exporter and a different challenge.
+    let second = f.session();
+    let _ = f.hello(&second, 0).await;
+    assert_eq!(
+        f.call(&second, signed.clone(), 0).await.0,
+        Response::Error(ErrorCode::BadSignature)
+    );
+    // The signature over the right exporter but a stale challenge is refused too.
+    let third = f.session();
+    let _ = f.hello(&third, 0).await;
+    let stale = Fixture::authenticate_req(&m, &third.exporter, &challenge);
+    assert_eq!(
+        f.call(&third, stale, 0).await.0,
+        Response::Error(ErrorCode::BadSignature)
+    );
+    // The original still works where it belongs, once.
+    assert!(matches!(
+        f.call(&first, signed.clone(), 0).await.0,
+        Response::Authenticated(_)
+    ));
+    assert_eq!(
+        f.call(&first, signed, 0).await.0,
+        Response::Error(ErrorCode::UnexpectedRequest)
+    );
+}
+
+#[tokio::test]
+async fn requests_out_of_order_are_refused() {
+    let mut f = Fixture::new(|_| {});
+    let s = f.session();
+    let m = f.member("alice");
+    // Authenticate before Hello: no challenge yet.
+    let req = Fixture::authenticate_req(&m, &s.exporter, &[0; 32]);
+    assert_eq!(
+        f.call(&s, req, 0).await.0,
+        Response::Error(ErrorCode::UnexpectedRequest)
+    );
+    let _ = f.hello(&s, 0).await;
+    // A second Hello.
+    let hello = Request::Hello(Hello {
+        versions: BoundedVec::new(vec![PROTOCOL_VERSION]).unwrap(),
+    });
+    assert_eq!(
+        f.call(&s, hello, 0).await.0,
+        Response::Error(ErrorCode::UnexpectedRequest)
+    );
+    // Member requests before admission.
+    let to = MailboxId::random(&mut rand::rng());
+    assert_eq!(
+        f.call(&s, send(to, 60, b"x"), 0).await.0,
+        Response::Error(ErrorCode::Unauthorized)
+    );
+    // Fetch before a mailbox is opened.
+    let s = f.admitted(&m).await;
+    assert_eq!(
+        f.call(&s, fetch(), 0).await.0,
+        Response::Error(ErrorCode::Unauthorized)
+    );
+    assert_eq!(
+        f.call(&s, Request::Subscribe, 0).await.0,
+        Response::Error(ErrorCode::Unauthorized)
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_version_closes_the_connection() {
+    let mut f = Fixture::new(|_| {});
+    let s = f.session();
+    let hello = Request::Hello(Hello {
+        versions: BoundedVec::new(vec![PROTOCOL_VERSION + 100]).unwrap(),
+    });
+    assert_eq!(
+        f.call(&s, hello, 0).await,
+        (
+            Response::Error(ErrorCode::UnknownVersion),
+            Effect::Close(ErrorCode::UnknownVersion)
+        )
+    );
+}
+
+#[tokio::test]
+async fn challenges_come_from_the_relay_rng() {
+    let mut f = Fixture::new(|_| {});
+    let (a, b) = (f.session(), f.session());
+    let (ca, cb) = (f.hello(&a, 0).await, f.hello(&b, 0).await);
+    assert_ne!(ca, cb);
+    // The same seed gives the same challenges: the handler has no randomness of its own.
+    let mut g = Fixture::new(|_| {});
+    let (c, d) = (g.session(), g.session());
+    assert_eq!((g.hello(&c, 0).await, g.hello(&d, 0).await), (ca, cb));
+}
+
+#[tokio::test]
+async fn failed_admissions_are_limited_per_address_for_a_minute() {
+    let mut f = Fixture::new(|c| c.limits.auth_failures_per_minute = 3);
+    let stranger = TestOrg::new().member("eve");
+    for _ in 0..3 {
+        let s = f.session_from("203.0.113.9");
+        assert_eq!(
+            f.admit(&s, &stranger, 0).await,
+            Response::Error(ErrorCode::WrongOrg)
+        );
+    }
+    // Now even a valid member from that address waits...
+    let good = f.member("alice");
+    let s = f.session_from("203.0.113.9");
+    assert_eq!(
+        f.admit(&s, &good, 30).await,
+        Response::Error(ErrorCode::RateLimited)
+    );
+    // ...but not one from another address,
+    let s = f.session_from("203.0.113.10");
+    assert!(matches!(
+        f.admit(&s, &good, 30).await,
+        Response::Authenticated(_)
+    ));
+    // and the address gets in again once the minute has passed.
+    let s = f.session_from("203.0.113.9");
+    assert!(matches!(
+        f.admit(&s, &good, 61).await,
+        Response::Authenticated(_)
+    ));
+}
+
+#[tokio::test]
+async fn requests_are_rate_limited_per_connection_and_refill_with_time() {
+    let mut f = Fixture::new(|c| {
+        c.limits.request_burst = 5;
+        c.limits.requests_per_sec = 2;
+    });
+    let s = f.session();
+    for n in 0..5 {
+        assert_eq!(
+            f.call(&s, ping(n), 0).await.0,
+            Response::Pong(Ping { nonce: n })
+        );
+    }
+    assert_eq!(
+        f.call(&s, ping(9), 0).await.0,
+        Response::Error(ErrorCode::RateLimited)
+    );
+    assert_eq!(f.counter(|m| &m.rate_limited), 1);
+    // Another connection has its own bucket.
+    let other = f.session();
+    assert!(matches!(
+        f.call(&other, ping(1), 0).await.0,
+        Response::Pong(_)
+    ));
+    // One second refills two tokens, no more.
+    assert!(matches!(f.call(&s, ping(1), 1).await.0, Response::Pong(_)));
+    assert!(matches!(f.call(&s, ping(2), 1).await.0, Response::Pong(_)));
+    assert_eq!(
+        f.call(&s, ping(3), 1).await.0,
+        Response::Error(ErrorCode::RateLimited)
+    );
+    // A long pause refills only up to the burst.
+    for n in 0..5 {
+        assert!(matches!(
+            f.call(&s, ping(n), 1000).await.0,
+            Response::Pong(_)
+        ));
+    }
+    assert_eq!(
+        f.call(&s, ping(6), 1000).await.0,
+        Response::Error(ErrorCode::RateLimited)
+    );
+}
+
+#[tokio::test]
+async fn a_full_mailbox_refuses_sends_until_acknowledged() {
+    let mut f = Fixture::new(|c| c.limits.mailbox_max_envelopes = 2);
+    let m = f.member("alice");
+    let s = f.admitted(&m).await;
+    let mb = f.mailbox(&s, 0).await;
+    for _ in 0..2 {
+        assert!(matches!(
+            f.call(&s, send(mb, 600, b"hi"), 0).await.0,
+            Response::Sent(_)
+        ));
+    }
+    assert_eq!(
+        f.call(&s, send(mb, 600, b"hi"), 0).await.0,
+        Response::Error(ErrorCode::QuotaExceeded)
+    );
+    assert_eq!(f.counter(|m| &m.quota_refusals), 1);
+    let Response::Envelopes(e) = f.call(&s, fetch(), 0).await.0 else {
+        panic!("no envelopes");
+    };
+    let ids: Vec<EnvelopeId> = e.envelopes.as_slice().iter().map(|e| e.id).collect();
+    let ack = Request::Ack(Ack {
+        ids: BoundedVec::new(ids).unwrap(),
+    });
+    assert_eq!(
+        f.call(&s, ack, 0).await.0,
+        Response::Acked(Acked { deleted: 2 })
+    );
+    assert!(matches!(
+        f.call(&s, send(mb, 600, b"hi"), 0).await.0,
+        Response::Sent(_)
+    ));
+}
+
+#[tokio::test]
+async fn a_send_must_be_padded_to_a_bucket() {
+    let mut f = Fixture::new(|_| {});
+    let s = f.admitted(&f.member("alice")).await;
+    let mb = f.mailbox(&s, 0).await;
+    let odd = Request::Send(SendEnvelope {
+        to: mb,
+        ttl_secs: 60,
+        body: Bytes::new(vec![0; 1000]).unwrap(),
+    });
+    assert_eq!(
+        f.call(&s, odd, 0).await.0,
+        Response::Error(ErrorCode::BadPadding)
+    );
+}
+
+#[tokio::test]
+async fn envelopes_expire_on_the_clock_given() {
+    let mut f = Fixture::new(|c| c.max_ttl_secs = 3600);
+    let s = f.admitted(&f.member("alice")).await;
+    let mb = f.mailbox(&s, 0).await;
+    // A TTL above the relay's maximum is cut to it, rounded up to the minute.
+    let Response::Sent(sent) = f.call(&s, send(mb, 90_000, b"x"), 0).await.0 else {
+        panic!("not sent");
+    };
+    assert_eq!(sent.expires_at, (T0 + 3600).div_ceil(60) * 60);
+    let Response::Sent(short) = f.call(&s, send(mb, 60, b"y"), 0).await.0 else {
+        panic!("not sent");
+    };
+    let count = |r: Response| match r {
+        Response::Envelopes(e) => e.envelopes.len(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(count(f.call(&s, fetch(), 10).await.0), 2);
+    // Once the short one's expiry passes it is no longer handed out, sweep or not.
+    let after_short = short.expires_at - T0;
+    assert_eq!(count(f.call(&s, fetch(), after_short).await.0), 1);
+    assert_eq!(count(f.call(&s, fetch(), sent.expires_at - T0).await.0), 0);
+}
+
+#[tokio::test]
+async fn a_session_ends_when_its_certificate_expires() {
+    let mut f = Fixture::new(|_| {});
+    let m = f
+        .org
+        .member_valid("brief", Role::Courier, T0 - 60, T0 + 100);
+    let s = f.admitted(&m).await;
+    assert!(matches!(f.call(&s, ping(1), 99).await.0, Response::Pong(_)));
+    let mb = MailboxId::random(&mut rand::rng());
+    assert_eq!(
+        f.call(&s, send(mb, 60, b"late"), 100).await,
+        (
+            Response::Error(ErrorCode::Expired),
+            Effect::Close(ErrorCode::Expired)
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_revocation_ends_live_sessions_of_that_member_only() {
+    let mut f = Fixture::new(|_| {});
+    let (bad, good) = (f.member("mallory"), f.member("alice"));
+    let sb = f.admitted(&bad).await;
+    let sg = f.admitted(&good).await;
+    let mb = f.mailbox(&sg, 0).await;
+    // Anyone may deliver a newer list, here from an unadmitted connection.
+    let courier = f.session();
+    let put = Request::PutRevocationList(PutRevocationList {
+        list: Bytes::new(f.org.revocations(1, vec![bad.serial]).encode()).unwrap(),
+    });
+    assert_eq!(
+        f.call(&courier, put, 5).await.0,
+        Response::RevocationListAccepted(RevocationListAccepted { version: 1 })
+    );
+    assert_eq!(
+        f.call(&sb, send(mb, 60, b"x"), 6).await,
+        (
+            Response::Error(ErrorCode::Revoked),
+            Effect::Close(ErrorCode::Revoked)
+        )
+    );
+    assert!(matches!(
+        f.call(&sg, send(mb, 60, b"x"), 6).await.0,
+        Response::Sent(_)
+    ));
+}
+
+#[tokio::test]
+async fn revocation_lists_only_move_forward_and_must_be_the_orgs() {
+    let f = Fixture::new(|_| {});
+    let s = Session::new(1, IpAddr::from([192, 0, 2, 1]), [1; 32], 100, f.t0);
+    let put = |list: postern_identity::RevocationList| {
+        Request::PutRevocationList(PutRevocationList {
+            list: Bytes::new(list.encode()).unwrap(),
+        })
+    };
+    assert!(matches!(
+        f.call(&s, put(f.org.revocations(2, vec![1])), 0).await.0,
+        Response::RevocationListAccepted(RevocationListAccepted { version: 2 })
+    ));
+    // An older version is refused as stale; the same one is accepted again (idempotent).
+    assert_eq!(
+        f.call(&s, put(f.org.revocations(1, vec![])), 0).await.0,
+        Response::Error(ErrorCode::StaleRevocationList)
+    );
+    assert!(matches!(
+        f.call(&s, put(f.org.revocations(2, vec![1])), 0).await.0,
+        Response::RevocationListAccepted(RevocationListAccepted { version: 2 })
+    ));
+    // Another org's list, and bytes that are no list.
+    let r = f
+        .call(&s, put(TestOrg::new().revocations(9, vec![])), 0)
+        .await
+        .0;
+    assert!(
+        matches!(
+            r,
+            Response::Error(ErrorCode::WrongOrg | ErrorCode::BadSignature)
+        ),
+        "{r:?}"
+    );
+    let junk = Request::PutRevocationList(PutRevocationList {
+        list: Bytes::new(vec![1, 2, 3]).unwrap(),
+    });
+    assert_eq!(
+        f.call(&s, junk, 0).await.0,
+        Response::Error(ErrorCode::Malformed)
+    );
+    // What is held is still version 2.
+    let got = f.call(&s, Request::GetRevocationList, 0).await.0;
+    let Response::RevocationList(held) = got else {
+        panic!("{got:?}");
+    };
+    let held = postern_identity::RevocationList::decode(held.list.unwrap().as_slice()).unwrap();
+    assert_eq!(held.version(), 2);
+}
+
+#[tokio::test]
+async fn a_mailbox_opens_only_with_its_owner_key() {
+    let mut f = Fixture::new(|_| {});
+    let s = f.admitted(&f.member("alice")).await;
+    let recipient = MailboxId::random(&mut rand::rng());
+    let owner = postern_identity::DeviceKeyPair::generate();
+    let create = Request::CreateMailbox(CreateMailbox {
+        recipient,
+        sender: MailboxId::random(&mut rand::rng()),
+        owner: FixedBytes(owner.public_key().to_bytes()),
+    });
+    assert_eq!(f.call(&s, create, 0).await.0, Response::MailboxCreated);
+    let intruder = postern_identity::DeviceKeyPair::generate();
+    let challenge = s.lock().challenge.unwrap();
+    let message = postern_protocol::auth::open_mailbox_message(&s.exporter, &challenge, &recipient);
+    let open = Request::OpenMailbox(OpenMailbox {
+        recipient,
+        signature: FixedBytes(intruder.sign(OPEN_MAILBOX_CONTEXT, &message)),
+    });
+    assert_eq!(
+        f.call(&s, open, 0).await.0,
+        Response::Error(ErrorCode::BadSignature)
+    );
+    let unknown = Request::OpenMailbox(OpenMailbox {
+        recipient: MailboxId::random(&mut rand::rng()),
+        signature: FixedBytes([0; 64]),
+    });
+    assert_eq!(
+        f.call(&s, unknown, 0).await.0,
+        Response::Error(ErrorCode::NotFound)
+    );
+}
+
+#[tokio::test]
+async fn directory_entries_are_published_and_one_time_keys_taken_once() {
+    let mut f = Fixture::new(|_| {});
+    let s = f.admitted(&f.member("alice")).await;
+    let tag = HandleTag([3u8; 32]);
+    let publish = Request::PublishPrekeys(PublishPrekeys {
+        directory: tag,
+        entry: Bytes::new(vec![1; 40]).unwrap(),
+        one_time: BoundedVec::new(vec![Bytes::new(vec![2; 8]).unwrap()]).unwrap(),
+    });
+    assert_eq!(
+        f.call(&s, publish, 0).await.0,
+        Response::PrekeysPublished(PrekeysPublished {
+            one_time_available: 1
+        })
+    );
+    let take = || Request::FetchPrekeys(FetchPrekeys { directory: tag });
+    let Response::Prekeys(first) = f.call(&s, take(), 0).await.0 else {
+        panic!("no prekeys");
+    };
+    assert_eq!(first.one_time.unwrap().as_slice(), &[2; 8]);
+    let Response::Prekeys(second) = f.call(&s, take(), 0).await.0 else {
+        panic!("no prekeys");
+    };
+    assert!(second.one_time.is_none());
+    let missing = Request::FetchEntry(FetchEntry {
+        directory: HandleTag([4u8; 32]),
+    });
+    assert_eq!(
+        f.call(&s, missing, 0).await.0,
+        Response::Error(ErrorCode::NotFound)
+    );
+}
+
+#[tokio::test]
+async fn another_member_cannot_replace_a_directory_entry() {
+    let mut f = Fixture::new(|c| c.limits.directory_max_one_time = 2);
+    let alice = f.admitted(&f.member("alice")).await;
+    let mallory = f.admitted(&f.member("mallory")).await;
+    let tag = HandleTag([5u8; 32]);
+    let publish = |keys: usize| {
+        Request::PublishPrekeys(PublishPrekeys {
+            directory: tag,
+            entry: Bytes::new(vec![1; 40]).unwrap(),
+            one_time: BoundedVec::new(vec![Bytes::new(vec![2; 8]).unwrap(); keys]).unwrap(),
+        })
+    };
+    assert!(matches!(
+        f.call(&alice, publish(1), 0).await.0,
+        Response::PrekeysPublished(_)
+    ));
+    assert_eq!(
+        f.call(&mallory, publish(0), 0).await.0,
+        Response::Error(ErrorCode::Unauthorized)
+    );
+    // The owner's own quota of one-time keys holds too.
+    assert_eq!(
+        f.call(&alice, publish(2), 0).await.0,
+        Response::Error(ErrorCode::QuotaExceeded)
+    );
+}

@@ -1,0 +1,204 @@
+//! The relay's state: what every connection shares ([`Shared`]: store, org, settings,
+//! revocation list, subscribers, counters, limiter, RNG), what one connection holds
+//! ([`Session`]), and the clock reading the handler is given ([`Now`]). Plain data and
+//! locks; no I/O.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use postern_identity::{OrgKey, RevocationList};
+use postern_protocol::ids::MailboxId;
+use postern_protocol::limits::EXPORTER_LEN;
+use postern_protocol::message::Push;
+use rand::Rng;
+use rand::rngs::StdRng;
+use tokio::sync::mpsc;
+
+use crate::admission::{Admitted, FailureLimiter};
+use crate::config::RelayConfig;
+use crate::metrics::Metrics;
+use crate::store::{Deleted, Store};
+
+/// Capacity of one subscriber's push queue; a subscriber that falls this far behind
+/// loses pushes (the envelopes stay stored and come with its next fetch).
+pub(crate) const PUSH_QUEUE: usize = 256;
+
+/// One reading of the clock, taken by the caller of the handler: monotonic time for rate
+/// limits, Unix seconds for validity and expiry.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Now {
+    /// Monotonic time (rate limiters).
+    pub(crate) instant: Instant,
+    /// Unix seconds (certificate validity, envelope expiry).
+    pub(crate) unix: u64,
+}
+
+impl Now {
+    /// The clock now.
+    pub(crate) fn current() -> Self {
+        Self {
+            instant: Instant::now(),
+            unix: unix_now(),
+        }
+    }
+}
+
+/// Unix seconds now.
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A subscribed connection: its id and its push queue.
+type Subscriber = (u64, mpsc::Sender<Push>);
+
+/// Subscribed connections, by mailbox recipient id.
+#[derive(Debug, Default)]
+pub(crate) struct Hub {
+    /// Push queues of subscribed connections, with the connection's id.
+    subscribers: Mutex<HashMap<MailboxId, Vec<Subscriber>>>,
+}
+
+impl Hub {
+    /// Registers a connection's push queue for a mailbox.
+    pub(crate) fn subscribe(&self, mailbox: MailboxId, conn: u64, tx: mpsc::Sender<Push>) {
+        let mut s = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
+        let list = s.entry(mailbox).or_default();
+        list.retain(|(c, tx)| *c != conn && !tx.is_closed());
+        list.push((conn, tx));
+    }
+
+    /// Removes a connection's subscriptions.
+    pub(crate) fn unsubscribe(&self, mailbox: &MailboxId, conn: u64) {
+        let mut s = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(list) = s.get_mut(mailbox) {
+            list.retain(|(c, _)| *c != conn);
+            if list.is_empty() {
+                s.remove(mailbox);
+            }
+        }
+    }
+
+    /// Pushes to a mailbox's subscribers; returns how many took it.
+    pub(crate) fn push(&self, mailbox: &MailboxId, push: &Push) -> usize {
+        let s = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
+        s.get(mailbox).map_or(0, |list| {
+            list.iter()
+                .filter(|(_, tx)| tx.try_send(push.clone()).is_ok())
+                .count()
+        })
+    }
+
+    /// Pushes to every subscriber.
+    pub(crate) fn broadcast(&self, push: &Push) {
+        let s = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
+        for (_, tx) in s.values().flatten() {
+            let _ = tx.try_send(push.clone());
+        }
+    }
+}
+
+/// State shared by every connection. The handler reads time only from the [`Now`] it is
+/// given and randomness only from `rng`, so tests drive it with a chosen clock and seed.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    /// Durable storage.
+    pub(crate) store: Store,
+    /// The org whose members are admitted.
+    pub(crate) org: OrgKey,
+    /// Settings.
+    pub(crate) config: RelayConfig,
+    /// The newest revocation list held (also on disk).
+    pub(crate) revocations: RwLock<Option<RevocationList>>,
+    /// Subscribed connections.
+    pub(crate) hub: Hub,
+    /// Aggregate counters.
+    pub(crate) metrics: Arc<Metrics>,
+    /// Failed-admission limiter per source address.
+    pub(crate) auth_failures: FailureLimiter,
+    /// Randomness for challenges (seeded from the OS in a running relay).
+    pub(crate) rng: Mutex<StdRng>,
+}
+
+impl Shared {
+    /// A copy of the newest revocation list held.
+    pub(crate) fn revocations(&self) -> Option<RevocationList> {
+        self.revocations
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// 32 fresh random bytes (a challenge).
+    pub(crate) fn random_challenge(&self) -> [u8; 32] {
+        self.rng.lock().unwrap_or_else(|p| p.into_inner()).random()
+    }
+
+    /// Tells subscribers of mailboxes that have room again.
+    pub(crate) fn space_returned(&self, deleted: &Deleted) {
+        for mb in &deleted.space_returned {
+            self.hub.push(mb, &Push::SpaceAvailable);
+        }
+    }
+}
+
+/// Per-connection state.
+#[derive(Debug)]
+pub(crate) struct Session {
+    /// Connection number, local to this process (for the hub only).
+    pub(crate) conn_id: u64,
+    /// Source address, for the failed-admission limiter only; never logged or stored.
+    pub(crate) peer_ip: IpAddr,
+    /// TLS exporter value of this connection.
+    pub(crate) exporter: [u8; EXPORTER_LEN],
+    /// Mutable part, locked briefly (never across an await).
+    state: Mutex<SessionState>,
+}
+
+/// What changes during a connection.
+#[derive(Debug)]
+pub(crate) struct SessionState {
+    /// The challenge sent in `Welcome`, once `Hello` was answered.
+    pub(crate) challenge: Option<[u8; 32]>,
+    /// The admitted member, once `Authenticate` succeeded.
+    pub(crate) admitted: Option<Admitted>,
+    /// The mailbox opened on this connection.
+    pub(crate) mailbox: Option<MailboxId>,
+    /// Whether a subscription was started.
+    pub(crate) subscribed: bool,
+    /// Request rate limiter: tokens and when they were last refilled.
+    pub(crate) tokens: (f64, Instant),
+}
+
+impl Session {
+    /// A new connection's session, opened at `now`, with a full request bucket.
+    pub(crate) fn new(
+        conn_id: u64,
+        peer_ip: IpAddr,
+        exporter: [u8; EXPORTER_LEN],
+        burst: u32,
+        now: Instant,
+    ) -> Self {
+        Self {
+            conn_id,
+            peer_ip,
+            exporter,
+            state: Mutex::new(SessionState {
+                challenge: None,
+                admitted: None,
+                mailbox: None,
+                subscribed: false,
+                tokens: (f64::from(burst), now),
+            }),
+        }
+    }
+
+    /// The mutable part (held briefly, never across an await).
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, SessionState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}

@@ -1,0 +1,272 @@
+//! Per-table operations inside one write transaction: mailboxes, senders, envelopes,
+//! directory entries and one-time prekeys, the revocation list; quotas enforced here.
+
+use super::*;
+
+pub(super) struct Writer<'t> {
+    pub(super) mailboxes: redb::Table<'t, &'static [u8], &'static [u8]>,
+    pub(super) senders: redb::Table<'t, &'static [u8], &'static [u8]>,
+    pub(super) envelopes: redb::Table<'t, &'static [u8], &'static [u8]>,
+    /// Change in envelopes held per bucket, applied to the gauges if the batch commits.
+    pub(super) held_delta: [i64; PADDING_BUCKETS.len()],
+    /// Mailbox records read or changed in this batch, written once at its end.
+    pub(super) mailbox_cache: HashMap<MailboxId, (MailboxRecord, bool)>,
+    pub(super) directory: redb::Table<'t, &'static [u8], &'static [u8]>,
+    pub(super) one_time: redb::Table<'t, &'static [u8], &'static [u8]>,
+    pub(super) meta: redb::Table<'t, &'static str, &'static [u8]>,
+    pub(super) quotas: Quotas,
+}
+
+impl Writer<'_> {
+    pub(super) fn mailbox(
+        &mut self,
+        recipient: &MailboxId,
+    ) -> Result<Option<MailboxRecord>, StoreError> {
+        if let Some((r, _)) = self.mailbox_cache.get(recipient) {
+            return Ok(Some(r.clone()));
+        }
+        let r: Option<MailboxRecord> = match self.mailboxes.get(recipient.as_bytes().as_slice())? {
+            Some(v) => Some(decode(v.value(), "mailboxes")?),
+            None => None,
+        };
+        if let Some(r) = &r {
+            self.mailbox_cache.insert(*recipient, (r.clone(), false));
+        }
+        Ok(r)
+    }
+
+    pub(super) fn put_mailbox(
+        &mut self,
+        recipient: &MailboxId,
+        r: &MailboxRecord,
+    ) -> Result<(), StoreError> {
+        self.mailbox_cache.insert(*recipient, (r.clone(), true));
+        Ok(())
+    }
+
+    /// Writes the mailbox records this batch changed.
+    pub(super) fn flush_mailboxes(&mut self) -> Result<(), StoreError> {
+        for (id, (r, dirty)) in std::mem::take(&mut self.mailbox_cache) {
+            if dirty {
+                self.mailboxes
+                    .insert(id.as_bytes().as_slice(), encode(&r)?.as_slice())?;
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn create_mailbox(
+        &mut self,
+        recipient: MailboxId,
+        sender: MailboxId,
+        owner: [u8; 32],
+    ) -> Result<OpResult<()>, StoreError> {
+        if self
+            .mailboxes
+            .get(recipient.as_bytes().as_slice())?
+            .is_some()
+            || self.senders.get(sender.as_bytes().as_slice())?.is_some()
+            || self.mailboxes.get(sender.as_bytes().as_slice())?.is_some()
+            || self.senders.get(recipient.as_bytes().as_slice())?.is_some()
+            || recipient == sender
+        {
+            return Ok(Err(ErrorCode::AlreadyExists));
+        }
+        let r = MailboxRecord {
+            sender: sender.0,
+            owner,
+            count: 0,
+            bytes: 0,
+            quota_hit: false,
+        };
+        self.put_mailbox(&recipient, &r)?;
+        self.senders.insert(
+            sender.as_bytes().as_slice(),
+            recipient.as_bytes().as_slice(),
+        )?;
+        Ok(Ok(()))
+    }
+
+    pub(super) fn send(
+        &mut self,
+        to: MailboxId,
+        expires_at: u64,
+        body: &[u8],
+    ) -> Result<OpResult<Stored>, StoreError> {
+        let recipient = match self.senders.get(to.as_bytes().as_slice())? {
+            Some(v) => MailboxId(arr32(v.value(), "senders")?),
+            None => return Ok(Err(ErrorCode::NotFound)),
+        };
+        let Some(mut mb) = self.mailbox(&recipient)? else {
+            return Err(StoreError::Corrupt("mailboxes"));
+        };
+        let len = body.len() as u64;
+        if mb.count >= self.quotas.max_envelopes
+            || mb.bytes.saturating_add(len) > self.quotas.max_bytes
+        {
+            if !mb.quota_hit {
+                mb.quota_hit = true;
+                self.put_mailbox(&recipient, &mb)?;
+            }
+            return Ok(Err(ErrorCode::QuotaExceeded));
+        }
+        let id = new_envelope_id(expires_at);
+        self.envelopes
+            .insert(envelope_key(&recipient, &id).as_slice(), body)?;
+        self.held_delta[bucket_index(body.len())] += 1;
+        mb.count += 1;
+        mb.bytes += len;
+        self.put_mailbox(&recipient, &mb)?;
+        Ok(Ok(Stored {
+            id,
+            expires_at,
+            recipient,
+        }))
+    }
+
+    /// Removes one envelope and its share of the mailbox counters.
+    pub(super) fn delete_envelope(
+        &mut self,
+        recipient: &MailboxId,
+        id: &EnvelopeId,
+        deleted: &mut Deleted,
+    ) -> Result<(), StoreError> {
+        let removed = self
+            .envelopes
+            .remove(envelope_key(recipient, id).as_slice())?
+            .map(|v| v.value().len() as u64);
+        let Some(len) = removed else {
+            return Ok(());
+        };
+        self.held_delta[bucket_index(len as usize)] -= 1;
+        deleted.count += 1;
+        if let Some(mut mb) = self.mailbox(recipient)? {
+            mb.count = mb.count.saturating_sub(1);
+            mb.bytes = mb.bytes.saturating_sub(len);
+            if mb.quota_hit
+                && mb.count < self.quotas.max_envelopes
+                && mb.bytes < self.quotas.max_bytes
+            {
+                mb.quota_hit = false;
+                if !deleted.space_returned.contains(recipient) {
+                    deleted.space_returned.push(*recipient);
+                }
+            }
+            self.put_mailbox(recipient, &mb)?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn ack(
+        &mut self,
+        recipient: MailboxId,
+        ids: &[EnvelopeId],
+    ) -> Result<Deleted, StoreError> {
+        // Keys include the mailbox, so another mailbox's ids simply are not found.
+        let mut deleted = Deleted::default();
+        for id in ids {
+            self.delete_envelope(&recipient, id, &mut deleted)?;
+        }
+        Ok(deleted)
+    }
+
+    pub(super) fn sweep(&mut self, now: u64) -> Result<Deleted, StoreError> {
+        // Per mailbox, the expired envelopes are a prefix of its key range.
+        let mut recipients = Vec::new();
+        for item in self.mailboxes.iter()? {
+            let (k, _) = item?;
+            recipients.push(MailboxId(arr32(k.value(), "mailboxes")?));
+        }
+        let mut due = Vec::new();
+        'mailboxes: for recipient in recipients {
+            let start = envelope_key(&recipient, &EnvelopeId([0; 32]));
+            let end = after(&recipient, now);
+            for item in self.envelopes.range(start.as_slice()..end.as_slice())? {
+                let (k, _) = item?;
+                let id = EnvelopeId(arr32(k.value().get(32..).unwrap_or_default(), "envelopes")?);
+                due.push((recipient, id));
+                if due.len() == SWEEP_BATCH {
+                    break 'mailboxes;
+                }
+            }
+        }
+        let mut deleted = Deleted::default();
+        for (recipient, id) in due {
+            self.delete_envelope(&recipient, &id, &mut deleted)?;
+        }
+        Ok(deleted)
+    }
+
+    pub(super) fn publish(
+        &mut self,
+        directory: HandleTag,
+        owner_tag: [u8; 32],
+        entry: Vec<u8>,
+        one_time: Vec<Vec<u8>>,
+    ) -> Result<OpResult<u32>, StoreError> {
+        let key = directory.as_bytes().as_slice();
+        let existing: Option<DirectoryRecord> = match self.directory.get(key)? {
+            Some(v) => Some(decode(v.value(), "directory")?),
+            None => None,
+        };
+        let mut rec = match existing {
+            Some(r) if r.owner_tag != owner_tag => return Ok(Err(ErrorCode::Unauthorized)),
+            Some(r) => r,
+            None => DirectoryRecord {
+                owner_tag,
+                entry: Vec::new(),
+                next_seq: 0,
+                one_time: 0,
+            },
+        };
+        if rec.one_time as usize + one_time.len() > self.quotas.max_one_time as usize {
+            return Ok(Err(ErrorCode::QuotaExceeded));
+        }
+        rec.entry = entry;
+        for blob in one_time {
+            self.one_time.insert(
+                one_time_key(&directory, rec.next_seq).as_slice(),
+                blob.as_slice(),
+            )?;
+            rec.next_seq += 1;
+            rec.one_time += 1;
+        }
+        let held = rec.one_time;
+        self.directory.insert(key, encode(&rec)?.as_slice())?;
+        Ok(Ok(held))
+    }
+
+    pub(super) fn take_prekeys(
+        &mut self,
+        directory: HandleTag,
+    ) -> Result<OpResult<TakenPrekeys>, StoreError> {
+        let key = directory.as_bytes().as_slice();
+        let mut rec: DirectoryRecord = match self.directory.get(key)? {
+            Some(v) => decode(v.value(), "directory")?,
+            None => return Ok(Err(ErrorCode::NotFound)),
+        };
+        let start = one_time_key(&directory, 0);
+        let end = one_time_key(&directory, u64::MAX);
+        let first = match self
+            .one_time
+            .range(start.as_slice()..=end.as_slice())?
+            .next()
+        {
+            Some(item) => {
+                let (k, v) = item?;
+                Some((k.value().to_vec(), v.value().to_vec()))
+            }
+            None => None,
+        };
+        let one_time = match first {
+            Some((k, v)) => {
+                self.one_time.remove(k.as_slice())?;
+                rec.one_time = rec.one_time.saturating_sub(1);
+                self.directory.insert(key, encode(&rec)?.as_slice())?;
+                Some(v)
+            }
+            None => None,
+        };
+        Ok(Ok((rec.entry, one_time)))
+    }
+}
