@@ -8,13 +8,11 @@ use std::time::Duration;
 
 use postern::directory::{self, BlobKind, EntryContent};
 use postern::member::{Member, MemberError};
+use postern::org::Issuer;
 use postern_e2e::KdfParams;
-use postern_e2e::sender_certificate::{
-    SealedSenderKeys, generate_sealed_sender_keys, issue_sender_certificate,
-};
+use postern_e2e::sender_certificate::{SealedSenderKeys, generate_sealed_sender_keys};
 use postern_identity::descriptor::OrgDescriptorBody;
 use postern_identity::encoding::BoundedVec;
-use postern_identity::enrollment::bundle_body;
 use postern_identity::*;
 use postern_protocol::bytes::Bytes;
 use postern_protocol::message::{PublishPrekeys, PutRevocationList, Request, Response};
@@ -66,48 +64,21 @@ impl TestOrg {
         }
     }
 
-    fn certificate(&self, req: &EnrollmentRequestBody, serial: u64) -> MemberCertificate {
-        self.root
-            .issue_member_certificate(
-                req.handle.clone(),
-                Role::Courier,
-                req.signal_identity_key,
-                req.device_key,
-                now() - 60,
-                now() + 86_400,
-                serial,
-            )
-            .unwrap()
-    }
-
-    /// Answers a request with a sealed bundle; returns it and the certificate's serial.
+    /// Answers a request with a sealed bundle (a courier for a day, as `org enroll`
+    /// issues it); returns it and the certificate's serial.
     fn enroll(&self, request: &EnrollmentRequest) -> (Vec<u8>, u64) {
         let serial = rand::random::<u64>() | 1;
-        let req = request.body();
-        let cert = self.certificate(req, serial);
-        let sender = issue_sender_certificate(
-            &self.sealed_sender,
-            req.handle.as_str(),
-            &req.signal_identity_key.to_bytes(),
-            now() + 86_400,
-        )
-        .unwrap();
-        let bundle = self
-            .root
-            .sign_bundle(
-                bundle_body(
-                    self.root.org_key(),
-                    request,
-                    cert,
-                    sender,
-                    self.descriptor.clone(),
-                    self.revocations.clone(),
-                    self.directory_key.clone(),
-                )
-                .unwrap(),
-            )
+        let issuer = Issuer {
+            root: &self.root,
+            sealed_sender: &self.sealed_sender,
+            directory_key: &self.directory_key,
+            descriptor: &self.descriptor,
+            revocations: &self.revocations,
+        };
+        let issued = issuer
+            .issue_bundle(request, Role::Courier, 1, serial, now())
             .unwrap();
-        (bundle.seal(request).unwrap(), serial)
+        (issued.sealed_bundle, serial)
     }
 
     fn revoke(&mut self, serials: Vec<u64>) -> RevocationList {

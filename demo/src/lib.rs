@@ -20,12 +20,9 @@ use std::path::{Path, PathBuf};
 
 use postern_deliveries::{Amount, Currency, DeliveryId, FamilyRef, HandoffCode, Status};
 use postern_e2e::KdfParams;
-use postern_e2e::sender_certificate::{
-    SealedSenderKeys, generate_sealed_sender_keys, issue_sender_certificate,
-};
+use postern_e2e::sender_certificate::{SealedSenderKeys, generate_sealed_sender_keys};
 use postern_identity::descriptor::OrgDescriptorBody;
 use postern_identity::encoding::BoundedVec;
-use postern_identity::enrollment::bundle_body;
 use postern_identity::{
     DirectoryKey, OrgDescriptor, OrgRoot, Policy, RevocationList, RevocationListBody, Role,
     SignalPublicKey,
@@ -34,6 +31,7 @@ use postern_relay::relay;
 
 use postern::delivery::{Deliveries, DeliveryError, NewDeliveryRequest, Update};
 use postern::member::{Member, MemberError, unix_now};
+use postern::org::Issuer;
 
 /// The demo failed.
 #[derive(Debug, thiserror::Error)]
@@ -163,50 +161,18 @@ impl DemoWorld {
         kdf: KdfParams,
     ) -> Result<Member, DemoError> {
         let (mut member, request) = Member::init(&self.home(handle), handle, passphrase, kdf)?;
-        let now = unix_now();
-        let not_after = now + 30 * 86_400;
-        let req = request.body();
-        let serial = loop {
-            let s: u64 = rand::random();
-            if s != 0 {
-                break s;
-            }
+        let issuer = Issuer {
+            root: &self.root,
+            sealed_sender: &self.sealed_sender,
+            directory_key: &self.directory_key,
+            descriptor: &self.descriptor,
+            revocations: &self.revocations,
         };
-        let cert = self
-            .root
-            .issue_member_certificate(
-                req.handle.clone(),
-                role,
-                req.signal_identity_key,
-                req.device_key,
-                now.saturating_sub(300),
-                not_after,
-                serial,
-            )
-            .map_err(setup("certificate"))?;
-        let sender = issue_sender_certificate(
-            &self.sealed_sender,
-            req.handle.as_str(),
-            &req.signal_identity_key.to_bytes(),
-            not_after,
-        )
-        .map_err(setup("sender certificate"))?;
-        let bundle = self
-            .root
-            .sign_bundle(
-                bundle_body(
-                    self.root.org_key(),
-                    &request,
-                    cert,
-                    sender,
-                    self.descriptor.clone(),
-                    self.revocations.clone(),
-                    self.directory_key.clone(),
-                )
-                .map_err(setup("bundle"))?,
-            )
-            .map_err(setup("bundle"))?;
-        let sealed = bundle.seal(&request).map_err(setup("bundle"))?;
+        let serial = rand::random::<u64>() | 1;
+        let sealed = issuer
+            .issue_bundle(&request, role, 30, serial, unix_now())
+            .map_err(setup("enrollment bundle"))?
+            .sealed_bundle;
         member
             .enroll(&sealed, Some(self.root.org_key()), &|_| {})
             .await?;

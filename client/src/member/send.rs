@@ -1,0 +1,157 @@
+//! Sending: TTL resolution, session start from a directory entry, encryption, the
+//! relay's `Send`.
+
+use super::*;
+
+impl Member {
+    /// The TTL to use: `requested`, else the org default; refused above the org's or the
+    /// relay's maximum.
+    pub fn resolve_ttl(
+        &self,
+        requested: Option<Duration>,
+        relay_max_ttl_secs: u32,
+    ) -> Result<Duration, MemberError> {
+        let policy = self.policy()?;
+        let ttl = requested.unwrap_or(Duration::from_secs(policy.default_ttl_secs));
+        if ttl.is_zero() {
+            return Err(MemberError::TtlZero);
+        }
+        let show = |d: Duration| humantime::format_duration(d).to_string();
+        if ttl > Duration::from_secs(policy.max_ttl_secs) {
+            return Err(MemberError::TtlTooLong {
+                requested: show(ttl),
+                max: show(Duration::from_secs(policy.max_ttl_secs)),
+                limit: "org",
+            });
+        }
+        if relay_max_ttl_secs > 0 && ttl > Duration::from_secs(u64::from(relay_max_ttl_secs)) {
+            return Err(MemberError::TtlTooLong {
+                requested: show(ttl),
+                max: show(Duration::from_secs(u64::from(relay_max_ttl_secs))),
+                limit: "relay",
+            });
+        }
+        Ok(ttl)
+    }
+
+    /// Encrypts `body` to `to` and stores it on the relay. Returns only once the relay
+    /// has durably accepted the envelope. Sets up a session from the directory first if
+    /// there is none; refuses revoked or untrusted peers.
+    pub async fn send(
+        &self,
+        conn: &Connection,
+        to: &str,
+        content_type: ContentType,
+        body: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<SendReceipt, MemberError> {
+        self.enrolled()?;
+        handle_of(to)?;
+        if to == self.handle {
+            return Err(MemberError::SelfSend);
+        }
+        let ttl = self.resolve_ttl(ttl, conn.relay_max_ttl_secs)?;
+        if body.len() > postern_e2e::plaintext::MAX_BODY_LEN {
+            return Err(MemberError::TooLong(body.len()));
+        }
+        let mut new_session = false;
+        let has_session = {
+            let to = to.to_owned();
+            self.with_messenger(move |m, _| Ok(m.has_session(&to)?))
+                .await?
+        };
+        let known = load_contacts(&self.vault)?.iter().any(|c| c.handle == to);
+        if !has_session || !known {
+            let (entry, one_time) = self.lookup(conn, to, !has_session).await?;
+            if !has_session {
+                let bundle = assemble_bundle(&entry.prekeys, one_time.as_ref())?;
+                let bundle = encode_bundle(&bundle).map_err(E2eError::from)?;
+                self.start_session(to, bundle).await?;
+                new_session = true;
+            }
+        }
+        let outgoing = match self.encrypt(to, content_type, body, ttl).await {
+            Err(MemberError::E2e(E2eError::Untrusted { reason, .. })) if refreshable(&reason) => {
+                self.lookup(conn, to, false).await?;
+                self.encrypt(to, content_type, body, ttl).await?
+            }
+            other => other?,
+        };
+        let padded = pad(&outgoing.1).map_err(|_| MemberError::TooLong(body.len()))?;
+        let contact = load_contacts(&self.vault)?
+            .into_iter()
+            .find(|c| c.handle == to)
+            .ok_or_else(|| MemberError::UnknownHandle(to.to_owned()))?;
+        let req = Request::Send(SendEnvelope {
+            to: MailboxId(contact.sender),
+            ttl_secs: u32::try_from(ttl.as_secs()).unwrap_or(u32::MAX),
+            body: Bytes::new(padded).map_err(|_| MemberError::TooLong(body.len()))?,
+        });
+        match conn.request("storing the message", &req).await? {
+            Response::Sent(s) => Ok(SendReceipt {
+                message_id: hex::encode(outgoing.0.0),
+                to: to.to_owned(),
+                envelope_id: hex::encode(s.id.as_bytes()),
+                relay_expires_at: s.expires_at,
+                expires_at_ms: outgoing.2,
+                new_session,
+            }),
+            _ => Err(unexpected("storing the message")),
+        }
+    }
+
+    pub(super) async fn start_session(&self, to: &str, bundle: Vec<u8>) -> Result<(), MemberError> {
+        let to = to.to_owned();
+        self.with_messenger(
+            move |m, _| match m.start_session(&to, &bundle, SystemTime::now()) {
+                Ok(()) => Ok(()),
+                Err(E2eError::Untrusted { reason, .. }) => Err(trust_failure(&to, &reason)),
+                Err(e) => Err(e.into()),
+            },
+        )
+        .await
+    }
+
+    /// Returns (id, sealed, expires_at_ms).
+    pub(super) async fn encrypt(
+        &self,
+        to: &str,
+        content_type: ContentType,
+        body: &[u8],
+        ttl: Duration,
+    ) -> Result<(postern_e2e::MessageId, Vec<u8>, u64), MemberError> {
+        self.enrolled()?;
+        let (to, body) = (to.to_owned(), Zeroizing::new(body.to_vec()));
+        self.with_messenger(move |m, _| {
+            let now = SystemTime::now();
+            match m.send(&to, content_type, &body, ttl, now) {
+                Ok(o) => {
+                    let sent = now
+                        .duration_since(UNIX_EPOCH)
+                        .map(|d| d.as_millis() as u64)
+                        .unwrap_or(0);
+                    // As the messenger computes it.
+                    let expires = sent.saturating_add(ttl.as_millis().max(1) as u64);
+                    Ok((o.id, o.sealed, expires))
+                }
+                Err(E2eError::Untrusted { peer, reason }) if !refreshable(&reason) => {
+                    Err(trust_failure(&peer, &reason))
+                }
+                Err(e) => Err(e.into()),
+            }
+        })
+        .await
+    }
+
+    /// Sends a text message.
+    pub async fn send_text(
+        &self,
+        conn: &Connection,
+        to: &str,
+        text: &str,
+        ttl: Option<Duration>,
+    ) -> Result<SendReceipt, MemberError> {
+        self.send(conn, to, ContentType::Text, text.as_bytes(), ttl)
+            .await
+    }
+}
