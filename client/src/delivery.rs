@@ -68,6 +68,11 @@ const FORMAT: u8 = 1;
 
 /// A delivery command failed. Every message names the cause and what to do next.
 #[derive(Debug, thiserror::Error)]
+#[cfg_attr(
+    test,
+    derive(strum::EnumDiscriminants),
+    strum_discriminants(derive(strum::EnumIter))
+)]
 pub enum DeliveryError {
     /// The account, the relay or the vault failed.
     #[error(transparent)]
@@ -138,18 +143,7 @@ pub enum DeliveryError {
     Corrupt(&'static str),
 }
 
-impl DeliveryError {
-    /// Process exit code, as for member commands (`postern --help`): 4 refused,
-    /// 5 relay unreachable, and the member command codes for account failures.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            Self::Member(e) => e.exit_code(),
-            Self::Corrupt(_) => 1,
-            Self::NotYetSent(_) => 5,
-            _ => 4,
-        }
-    }
-}
+impl DeliveryError {}
 
 /// A change a member records on a delivery.
 #[derive(Debug, Clone)]
@@ -662,7 +656,7 @@ impl<'m> Deliveries<'m> {
                             .push(format!("{}: enrolled as {r}, not a coordinator", out.to));
                         continue;
                     }
-                    Err(DeliveryError::Member(e)) if e.exit_code() == 4 => {
+                    Err(DeliveryError::Member(e)) if e.is_refusal() => {
                         report.dropped.push(format!("{}: {e}", out.to));
                         continue;
                     }
@@ -685,7 +679,7 @@ impl<'m> Deliveries<'m> {
                 .await
             {
                 Ok(_) => report.sent_to.push(out.to.clone()),
-                Err(e) if e.exit_code() == 4 => report.dropped.push(format!("{}: {e}", out.to)),
+                Err(e) if e.is_refusal() => report.dropped.push(format!("{}: {e}", out.to)),
                 Err(MemberError::Vault(e)) => {
                     keep.push(out);
                     self.outbox = keep;
@@ -780,7 +774,7 @@ impl<'m> Deliveries<'m> {
             None => None,
             Some(c) => match self.role_of(conn, c.as_str()).await {
                 Ok(role) => Some((c, role)),
-                Err(DeliveryError::Member(e)) if e.exit_code() != 4 => return Err(e.into()),
+                Err(DeliveryError::Member(e)) if !e.is_refusal() => return Err(e.into()),
                 Err(e) => return Ok(Err(format!("assigned courier {c}: {e}"))),
             },
         };

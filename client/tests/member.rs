@@ -271,7 +271,7 @@ async fn bad_inputs_are_refused_with_their_cause() {
         matches!(e, MemberError::UnknownHandle(ref h) if h == "nobody"),
         "{e}"
     );
-    assert_eq!(e.exit_code(), 4);
+    assert_eq!(postern::cli::exit::Classify::exit_class(&e).code(), 4);
 
     // TTL above the org's maximum (7 days by default).
     let e = alice
@@ -293,7 +293,7 @@ async fn bad_inputs_are_refused_with_their_cause() {
     drop(carol);
     let e = Member::open(&home, b"wrong passphrase!").unwrap_err();
     assert!(matches!(e, MemberError::WrongPassphrase(_)), "{e}");
-    assert_eq!(e.exit_code(), 3);
+    assert_eq!(postern::cli::exit::Classify::exit_class(&e).code(), 3);
     let mut carol = Member::open(&home, PASS).unwrap();
 
     // A tampered bundle, and a bundle made for another device's request.

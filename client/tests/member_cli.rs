@@ -174,6 +174,17 @@ fn init_enroll_send_and_inbox_through_the_real_binary() {
     assert!(err.contains("shorter --ttl"), "{err}");
     let (code, err) = fails(&root.join("nobody-home"), PASS, &["inbox"]);
     assert_eq!(code, 6, "{err}");
+    // A TTL that does not parse, or is zero, is a usage error, found before the vault
+    // is unlocked (the wrong passphrase here is never tried).
+    for ttl in ["soon", "0s"] {
+        let (code, err) = fails(
+            &alice,
+            "wrong passphrase!!",
+            &["send", "bob", "hi", "--ttl", ttl],
+        );
+        assert_eq!(code, 2, "{ttl}: {err}");
+        assert!(err.contains("--ttl"), "{err}");
+    }
     let tampered = root.join("tampered.bundle");
     let carol = root.join("carol");
     ok(
@@ -222,6 +233,8 @@ fn help_documents_the_exit_codes() {
         .unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("Exit codes"), "{text}");
+    // The table is the one the code classifies errors by.
+    assert!(text.contains(&postern::cli::exit::help_text()), "{text}");
     for cmd in [
         "init", "enroll", "send", "inbox", "watch", "contacts", "verify", "status", "wipe",
     ] {

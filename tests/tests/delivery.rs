@@ -354,7 +354,7 @@ fn delivery_ids_in_errors_are_readable() {
     let id = DeliveryId::random();
     let e = DeliveryError::UnknownDelivery(id.to_string());
     assert!(e.to_string().contains(&id.to_string()));
-    assert_eq!(e.exit_code(), 4);
+    assert_eq!(postern::cli::exit::Classify::exit_class(&e).code(), 4);
 }
 
 /// Whether `state`'s history holds a note with exactly `text`.

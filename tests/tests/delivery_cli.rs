@@ -41,6 +41,19 @@ async fn postern_with_input(home: &Path, args: &[&str], input: &str) -> Output {
     .unwrap()
 }
 
+/// Runs `postern` with no passphrase available (no variable, no file, no terminal).
+fn postern_without_passphrase(home: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_postern-under-test"))
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .env_remove("POSTERN_PASSPHRASE")
+        .env_remove("POSTERN_HOME")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
 /// `postern delivery handoff ID`, the code given on standard input.
 async fn handoff(home: &Path, id: &str, code: &str) -> Output {
     postern_with_input(home, &["delivery", "handoff", id], &format!("{code}\n")).await
@@ -99,7 +112,7 @@ async fn delivery_commands_run_a_delivery_with_json_output() {
         ],
     )
     .await;
-    refused(&o, 4, "XYZ");
+    refused(&o, 2, "XYZ");
     let o = postern(
         &courier,
         &[
@@ -135,7 +148,52 @@ async fn delivery_commands_run_a_delivery_with_json_output() {
         ],
     )
     .await;
-    refused(&o, 4, "bad deadline");
+    refused(&o, 2, "bad deadline");
+    // Typing mistakes are usage errors (2), found before the passphrase is asked for:
+    // here there is none to be had, which would be exit 3.
+    let new = |flag: &str, value: &str| {
+        let mut args = vec![
+            "delivery",
+            "new",
+            "--courier",
+            "courier-a",
+            "--family",
+            "F-100",
+            "--amount",
+            "10",
+            "--currency",
+            "USD",
+        ];
+        let at = args.iter().position(|a| *a == flag).unwrap();
+        args[at + 1] = value;
+        postern_without_passphrase(&coord, &args)
+    };
+    refused(&new("--amount", "ten"), 2, "--amount");
+    refused(&new("--amount", "10.123"), 2, "--amount");
+    refused(&new("--currency", "usd?"), 2, "--currency");
+    refused(&new("--family", "Kim family"), 2, "--family");
+    let mut late = new("--amount", "10");
+    assert_eq!(late.status.code(), Some(3), "a good command does ask");
+    late = postern_without_passphrase(&coord, &["delivery", "show", "not-an-id"]);
+    refused(&late, 2, "not a delivery id");
+    late = postern_without_passphrase(
+        &coord,
+        &[
+            "delivery",
+            "new",
+            "--courier",
+            "c",
+            "--family",
+            "F-1",
+            "--amount",
+            "1",
+            "--currency",
+            "USD",
+            "--deadline",
+            "yesterday",
+        ],
+    );
+    refused(&late, 2, "bad deadline");
 
     let o = postern(
         &coord,
@@ -209,12 +267,12 @@ async fn delivery_commands_run_a_delivery_with_json_output() {
     assert!(ok(&o).contains("in-transit"));
     refused(
         &postern(&courier, &["delivery", "update", &id, "failed"]).await,
-        4,
+        2,
         "--note",
     );
     refused(
         &postern(&courier, &["delivery", "update", &id, "arrived"]).await,
-        4,
+        2,
         "unknown status",
     );
     refused(
@@ -236,15 +294,15 @@ async fn delivery_commands_run_a_delivery_with_json_output() {
     let mut typo = right.display_grouped().into_bytes();
     typo[0] = if typo[0] == b'9' { b'8' } else { typo[0] + 1 };
     let typo = String::from_utf8(typo).unwrap();
-    refused(&handoff(&courier, &id, &typo).await, 4, "does not count");
+    refused(&handoff(&courier, &id, &typo).await, 2, "does not count");
     // The code is never taken from the command line (shell history, `ps`), and nothing
     // typed is no code at all; neither counts as an attempt.
     refused(
         &postern(&courier, &["delivery", "handoff", &id, "--code", &code]).await,
-        4,
+        2,
         "shell history",
     );
-    refused(&handoff(&courier, &id, "").await, 4, "no hand-off code");
+    refused(&handoff(&courier, &id, "").await, 2, "no hand-off code");
     // A wrong (but well-formed) code is refused by the coordinator's client.
     let wrong = loop {
         let c = HandoffCode::generate();

@@ -4,15 +4,24 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::delivery_cli::DeliveryCommand;
-use crate::member_cli::{MemberCommand, MemberContext};
-use crate::org::{OrgCommand, OrgContext};
+pub mod context;
+pub mod delivery;
+pub mod exit;
+pub mod member;
+pub(crate) mod util;
+
+pub use context::Context;
+
+use crate::cli::delivery::DeliveryCommand;
+use crate::cli::exit::Classify;
+use crate::cli::member::MemberCommand;
+use crate::org::OrgCommand;
 use crate::passphrase::PassphraseSource;
 use clap::{Parser, Subcommand};
 
 /// Postern: end-to-end-encrypted, expiring messages about courier deliveries.
 #[derive(Debug, Parser)]
-#[command(name = "postern", version, about, long_about = None, after_help = crate::member_cli::EXIT_CODES)]
+#[command(name = "postern", version, about, long_about = None, after_help = exit::help_text())]
 struct Cli {
     /// Directory holding Postern's state; for `org` commands, the org home with the
     /// encrypted org root.
@@ -56,36 +65,45 @@ pub fn main() -> ExitCode {
     let out = &mut std::io::stdout().lock();
     match cli.command {
         Command::Org(cmd) => {
-            let ctx = OrgContext {
+            let ctx = Context {
                 home: cli.home,
                 passphrase,
             };
-            finish(crate::org::run(cmd, &ctx, out), |e| e.exit_code())
+            finish(crate::org::run(cmd, &ctx, out), Classify::exit_class)
         }
         Command::Delivery(cmd) => {
-            let ctx = MemberContext {
+            let ctx = Context {
                 home: cli.home,
                 passphrase,
             };
-            finish(crate::delivery_cli::run(cmd, &ctx, out), |e| e.exit_code())
+            finish(
+                crate::cli::delivery::run(cmd, &ctx, out),
+                Classify::exit_class,
+            )
         }
         Command::Member(cmd) => {
-            let ctx = MemberContext {
+            let ctx = Context {
                 home: cli.home,
                 passphrase,
             };
-            finish(crate::member_cli::run(cmd, &ctx, out), |e| e.exit_code())
+            finish(
+                crate::cli::member::run(cmd, &ctx, out),
+                Classify::exit_class,
+            )
         }
     }
 }
 
 /// Prints a command's error and turns its outcome into the process exit code.
-fn finish<E: std::fmt::Display>(result: Result<(), E>, code: impl Fn(&E) -> u8) -> ExitCode {
+fn finish<E: std::fmt::Display>(
+    result: Result<(), E>,
+    class: impl Fn(&E) -> exit::ExitClass,
+) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("postern: {err}");
-            ExitCode::from(code(&err))
+            ExitCode::from(class(&err).code())
         }
     }
 }

@@ -5,6 +5,11 @@ use super::*;
 
 /// A member command failed. Every message names the cause and what to do next.
 #[derive(Debug, thiserror::Error)]
+#[cfg_attr(
+    test,
+    derive(strum::EnumDiscriminants),
+    strum_discriminants(derive(strum::EnumIter))
+)]
 pub enum MemberError {
     /// No home directory given and no platform default.
     #[error("no home directory: pass --home DIR or set POSTERN_HOME")]
@@ -189,40 +194,13 @@ pub enum MemberError {
     /// Input that cannot be sent.
     #[error("{0}")]
     BadInput(String),
+    /// A value typed on the command line (or at a prompt) that does not parse; caught
+    /// before anything was asked for or changed.
+    #[error("{0}")]
+    Usage(String),
 }
 
-impl MemberError {
-    /// Process exit code (see `postern --help`): 3 passphrase, 4 refused (trust, policy,
-    /// relay refusal, bad input files), 5 relay unreachable or connection lost, 6 no
-    /// account or not enrolled, 1 anything else.
-    pub fn exit_code(&self) -> u8 {
-        use MemberError::*;
-        match self {
-            Passphrase(_) | WrongPassphrase(_) => 3,
-            BadBundle(_)
-            | WrongOrg { .. }
-            | NoRelay
-            | Refused { .. }
-            | SelfRevoked
-            | SelfExpired
-            | UnknownHandle(_)
-            | PeerRevoked(_)
-            | PeerUntrusted { .. }
-            | BadDirectoryEntry { .. }
-            | TtlTooLong { .. }
-            | TtlZero
-            | SelfSend
-            | TooLong(_)
-            | BadHandle(_)
-            | AlreadyEnrolled(_)
-            | AlreadyInitialised(_)
-            | BadInput(_) => 4,
-            Unreachable { .. } | Relay { .. } => 5,
-            NoAccount(_) | NotEnrolled | IncompleteInit(_) | NoHome => 6,
-            _ => 1,
-        }
-    }
-}
+impl MemberError {}
 
 pub(super) fn vault_err(home: &Path) -> impl Fn(VaultError) -> MemberError + '_ {
     move |e| match e {

@@ -76,6 +76,8 @@ mod wipe;
 pub use connection::Connection;
 use connection::{relay_err, unexpected};
 pub use error::MemberError;
+#[cfg(test)]
+pub(crate) use error::MemberErrorDiscriminants;
 use error::vault_err;
 use records::*;
 pub use reports::{

@@ -4,6 +4,11 @@ use super::*;
 
 /// An org command failed. Each message names the cause and what to do.
 #[derive(Debug, thiserror::Error)]
+#[cfg_attr(
+    test,
+    derive(strum::EnumDiscriminants),
+    strum_discriminants(derive(strum::EnumIter))
+)]
 pub enum OrgError {
     /// No home directory given.
     #[error("no org home: pass --home DIR or set POSTERN_HOME")]
@@ -123,16 +128,7 @@ pub enum OrgError {
     Output(std::io::Error),
 }
 
-impl OrgError {
-    /// The process exit code: 3 for passphrase problems, 4 for a refused request, 1 else.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            OrgError::Passphrase(_) | OrgError::WrongPassphrase(_) => 3,
-            OrgError::BadRequest { .. } | OrgError::FingerprintMismatch { .. } => 4,
-            _ => 1,
-        }
-    }
-}
+impl OrgError {}
 
 impl From<std::io::Error> for OrgError {
     fn from(e: std::io::Error) -> Self {

@@ -36,7 +36,8 @@ use postern_identity::{
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::cli_util::rfc3339;
+use crate::cli::Context;
+use crate::cli::util::rfc3339;
 use crate::passphrase::{PassphraseError, PassphraseSource};
 use crate::secure_file::{create_atomic, create_private_dir, read_bounded, write_atomic};
 
@@ -66,22 +67,15 @@ mod render;
 pub use args::{EnrollArgs, MembersArgs, OrgCommand, RelayCommand, RevokeArgs};
 use commands::*;
 pub use error::OrgError;
+#[cfg(test)]
+pub(crate) use error::OrgErrorDiscriminants;
 use home::*;
 pub use issue::{Issued, Issuer};
 use publish::publish;
 use render::{members, show};
 
-/// Global options an org command needs.
-#[derive(Debug, Clone, Default)]
-pub struct OrgContext {
-    /// `--home` / `POSTERN_HOME`.
-    pub home: Option<PathBuf>,
-    /// Where the passphrase comes from.
-    pub passphrase: PassphraseSource,
-}
-
 /// Runs an org command, writing its report to `out`.
-pub fn run(cmd: OrgCommand, ctx: &OrgContext, out: &mut dyn Write) -> Result<(), OrgError> {
+pub fn run(cmd: OrgCommand, ctx: &Context, out: &mut dyn Write) -> Result<(), OrgError> {
     let home = OrgHome::new(ctx.home.clone().ok_or(OrgError::NoHome)?);
     match cmd {
         OrgCommand::Init => init(&home, &ctx.passphrase, out),

@@ -5,8 +5,9 @@
 
 use std::path::PathBuf;
 
+use postern::cli::Context;
 use postern::member::{Member, MemberError};
-use postern::org::{self, EnrollArgs, OrgCommand, OrgContext, RelayCommand, RevokeArgs};
+use postern::org::{self, EnrollArgs, OrgCommand, RelayCommand, RevokeArgs};
 use postern::passphrase::PassphraseSource;
 use postern_e2e::KdfParams;
 use postern_identity::{OrgKey, Role};
@@ -18,7 +19,7 @@ pub const PASS: &str = "simulation passphrase, not for production";
 pub struct World {
     pub tmp: tempfile::TempDir,
     pub org_home: PathBuf,
-    pub ctx: OrgContext,
+    pub ctx: Context,
     pub org_key: OrgKey,
     pub relay_dir: TestRelay,
     pub relay: Option<RelayProcess>,
@@ -32,7 +33,7 @@ impl World {
         let org_home = tmp.path().join("org");
         let pass_file = tmp.path().join("org-passphrase");
         std::fs::write(&pass_file, PASS).unwrap();
-        let ctx = OrgContext {
+        let ctx = Context {
             home: Some(org_home.clone()),
             passphrase: PassphraseSource {
                 file: Some(pass_file),

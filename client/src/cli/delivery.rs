@@ -5,7 +5,6 @@
 //! the device when the relay is unreachable, with a warning; changes need the relay.
 
 use std::io::Write;
-use std::path::Path;
 
 use clap::{Args, Subcommand};
 use postern_deliveries::{
@@ -13,12 +12,13 @@ use postern_deliveries::{
 };
 use serde::Serialize;
 
-use crate::cli_util::{rfc3339, spinner};
+use crate::cli::Context;
+use crate::cli::context::runtime;
+use crate::cli::util::{rfc3339, spinner};
 use crate::delivery::{
     DEFAULT_DEADLINE, Delivered, Deliveries, DeliveryError, NewDeliveryRequest, SyncReport, Update,
 };
 use crate::member::{self, Member, MemberError, unix_now};
-use crate::member_cli::MemberContext;
 
 /// Delivery commands.
 #[derive(Debug, Subcommand)]
@@ -110,9 +110,6 @@ pub struct HandoffArgs {
     /// (hidden) only to say so clearly to someone used to it.
     #[arg(long, hide = true)]
     pub code: Option<String>,
-    /// The code, once read from the prompt or standard input.
-    #[arg(skip)]
-    pub entered: Option<HandoffCode>,
 }
 
 impl std::fmt::Debug for HandoffArgs {
@@ -135,7 +132,7 @@ fn enter_handoff_code(a: &HandoffArgs) -> Result<HandoffCode, MemberError> {
     use std::io::{BufRead, IsTerminal, Read};
     use zeroize::Zeroizing;
     if a.code.is_some() {
-        return Err(MemberError::BadInput(
+        return Err(MemberError::Usage(
             "--code is refused: a code on the command line stays in your shell history and other users can see it in `ps`. Run `postern delivery handoff ID` and type the code at the prompt (or pipe it on standard input)".into(),
         ));
     }
@@ -156,12 +153,12 @@ fn enter_handoff_code(a: &HandoffArgs) -> Result<HandoffCode, MemberError> {
         line
     };
     if line.trim().is_empty() {
-        return Err(MemberError::BadInput(
+        return Err(MemberError::Usage(
             "no hand-off code was entered; nothing was sent".into(),
         ));
     }
     HandoffCode::parse(line.trim()).map_err(|e| {
-        MemberError::BadInput(format!(
+        MemberError::Usage(format!(
             "{e} (nothing was sent: a misread code does not count as an attempt)"
         ))
     })
@@ -190,15 +187,126 @@ fn flag<T>(
     value: &str,
     r: Result<T, postern_deliveries::ValueError>,
 ) -> Result<T, DeliveryError> {
-    r.map_err(|e| MemberError::BadInput(format!("{name} {value:?} refused: {e}")).into())
+    r.map_err(|e| MemberError::Usage(format!("{name} {value:?} refused: {e}")).into())
 }
 
 fn parse_id(text: &str) -> Result<DeliveryId, DeliveryError> {
     text.trim().parse().map_err(|_| {
-        DeliveryError::UnknownDelivery(format!(
-            "{text:?} (not a delivery id: 26 letters and digits, as `postern delivery list` shows)"
+        MemberError::Usage(format!(
+            "{text:?} is not a delivery id: 26 letters and digits, as `postern delivery list` shows"
         ))
+        .into()
     })
+}
+
+/// A delivery command with every value from the command line parsed: what `run` has
+/// before it asks for the passphrase, so a typing mistake costs no unlock.
+enum Parsed {
+    List {
+        json: bool,
+    },
+    Show {
+        id: DeliveryId,
+        json: bool,
+    },
+    New {
+        request: NewDeliveryRequest,
+        json: bool,
+    },
+    Update {
+        id: DeliveryId,
+        updates: Vec<Update>,
+    },
+    Handoff {
+        id: DeliveryId,
+        code: HandoffCode,
+    },
+}
+
+impl Parsed {
+    /// Parses `cmd` at `now` (deadlines may be relative). The hand-off code is read here,
+    /// at its prompt: the family is waiting, and a misread is caught before the vault's
+    /// slow unlock.
+    fn parse(cmd: DeliveryCommand, now: u64) -> Result<Self, DeliveryError> {
+        Ok(match cmd {
+            DeliveryCommand::List(a) => Parsed::List { json: a.json },
+            DeliveryCommand::Show(a) => Parsed::Show {
+                id: parse_id(&a.id)?,
+                json: a.json,
+            },
+            DeliveryCommand::New(a) => Parsed::New {
+                request: new_request(&a, now)?,
+                json: a.json,
+            },
+            DeliveryCommand::Update(a) => Parsed::Update {
+                id: parse_id(&a.id)?,
+                updates: parse_updates(&a)?,
+            },
+            DeliveryCommand::Handoff(a) => {
+                let id = parse_id(&a.id)?;
+                Parsed::Handoff {
+                    id,
+                    code: enter_handoff_code(&a)?,
+                }
+            }
+        })
+    }
+
+    /// Whether the command can answer from the device when the relay is unreachable.
+    fn reads_only(&self) -> bool {
+        matches!(self, Parsed::List { .. } | Parsed::Show { .. })
+    }
+}
+
+fn new_request(a: &NewArgs, now: u64) -> Result<NewDeliveryRequest, DeliveryError> {
+    let currency = flag("--currency", &a.currency, Currency::new(&a.currency))?;
+    Ok(NewDeliveryRequest {
+        courier: a.courier.clone(),
+        family: flag("--family", &a.family, FamilyRef::new(&a.family))?,
+        amount: flag("--amount", &a.amount, Amount::parse(&a.amount, currency))?,
+        deadline: match &a.deadline {
+            Some(d) => parse_deadline(d, now)?,
+            None => now + DEFAULT_DEADLINE.as_secs(),
+        },
+        coordinators: a.coordinators.clone(),
+    })
+}
+
+fn parse_updates(a: &UpdateArgs) -> Result<Vec<Update>, DeliveryError> {
+    let note = match &a.note {
+        Some(n) => Some(flag("--note", n, EventText::new(n))?),
+        None => None,
+    };
+    let need_note = |what: &str, text: &str| {
+        MemberError::Usage(format!("`{what}` needs --note TEXT (the {text})"))
+    };
+    let mut updates = Vec::new();
+    match a.status.as_str() {
+        "failed" => updates.push(Update::Failed(
+            note.ok_or_else(|| need_note("failed", "reason"))?,
+        )),
+        "note" => updates.push(Update::Note(note.ok_or_else(|| need_note("note", "note"))?)),
+        other => {
+            let u = match other {
+                "picked-up" => Update::PickedUp,
+                "in-transit" => Update::InTransit,
+                "confirmed" => Update::Confirmed,
+                "cancelled" => Update::Cancelled,
+                _ => {
+                    return Err(MemberError::Usage(format!(
+                        "unknown status {other:?}: use picked-up, in-transit, confirmed, failed --note REASON, cancelled, or note --note TEXT"
+                    ))
+                    .into());
+                }
+            };
+            // A note goes first: nothing can be added once the delivery is closed.
+            if let Some(n) = note {
+                updates.push(Update::Note(n));
+            }
+            updates.push(u);
+        }
+    }
+    Ok(updates)
 }
 
 /// One history entry, as printed.
@@ -319,35 +427,9 @@ impl DeliveryView {
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, MemberError> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| MemberError::Internal(e.to_string()))
-}
-
-fn open(ctx: &MemberContext) -> Result<Member, DeliveryError> {
-    let home = ctx
-        .home
-        .clone()
-        .or_else(member::default_home)
-        .ok_or(MemberError::NoHome)?;
-    open_home(&home, ctx)
-}
-
-fn open_home(home: &Path, ctx: &MemberContext) -> Result<Member, DeliveryError> {
-    if !Member::exists(home) {
-        return Err(MemberError::NoAccount(home.to_owned()).into());
-    }
-    let pass = ctx
-        .passphrase
-        .existing("your Postern vault")
-        .map_err(MemberError::from)?;
-    let pb = spinner("Unlocking the vault…");
-    let result = Member::open(home, pass.as_bytes());
-    pb.finish_and_clear();
-    let member = result?;
+/// Opens the member's vault; delivery commands need an enrolled member.
+fn open(ctx: &Context) -> Result<Member, DeliveryError> {
+    let member = ctx.open_member(&ctx.member_home()?)?;
     if !member.is_enrolled() {
         return Err(MemberError::NotEnrolled.into());
     }
@@ -383,16 +465,8 @@ fn require_sent(d: &Delivered) -> Result<(), DeliveryError> {
 }
 
 /// Runs a delivery command, writing its report to `out`.
-pub fn run(
-    mut cmd: DeliveryCommand,
-    ctx: &MemberContext,
-    out: &mut dyn Write,
-) -> Result<(), DeliveryError> {
-    // The code first: the family is waiting, and a misread is caught before the vault's
-    // slow unlock.
-    if let DeliveryCommand::Handoff(a) = &mut cmd {
-        a.entered = Some(enter_handoff_code(a)?);
-    }
+pub fn run(cmd: DeliveryCommand, ctx: &Context, out: &mut dyn Write) -> Result<(), DeliveryError> {
+    let cmd = Parsed::parse(cmd, unix_now())?;
     let member = open(ctx)?;
     let rt = runtime()?;
     rt.block_on(async {
@@ -414,15 +488,11 @@ pub fn run(
             },
             Err(e) => {
                 pb.finish_and_clear();
-                match &cmd {
-                    DeliveryCommand::List(_) | DeliveryCommand::Show(_) => {
-                        eprintln!(
-                            "postern: WARNING: not synced ({e}); showing what this device holds"
-                        );
-                        None
-                    }
-                    _ => return Err(e.into()),
+                if !cmd.reads_only() {
+                    return Err(e.into());
                 }
+                eprintln!("postern: WARNING: not synced ({e}); showing what this device holds");
+                None
             }
         };
         let result = command(cmd, &mut deliveries, conn.as_ref(), out).await;
@@ -434,7 +504,7 @@ pub fn run(
 }
 
 async fn command(
-    cmd: DeliveryCommand,
+    cmd: Parsed,
     deliveries: &mut Deliveries<'_>,
     conn: Option<&member::Connection>,
     out: &mut dyn Write,
@@ -445,11 +515,11 @@ async fn command(
         )))
     };
     match cmd {
-        DeliveryCommand::List(a) => list(deliveries, a.json, out),
-        DeliveryCommand::Show(a) => show(deliveries, &a, out),
-        DeliveryCommand::New(a) => new(deliveries, need()?, a, out).await,
-        DeliveryCommand::Update(a) => update(deliveries, need()?, a, out).await,
-        DeliveryCommand::Handoff(a) => handoff(deliveries, need()?, a, out).await,
+        Parsed::List { json } => list(deliveries, json, out),
+        Parsed::Show { id, json } => show(deliveries, &id, json, out),
+        Parsed::New { request, json } => new(deliveries, need()?, request, json, out).await,
+        Parsed::Update { id, updates } => update(deliveries, need()?, &id, updates, out).await,
+        Parsed::Handoff { id, code } => handoff(deliveries, need()?, &id, code, out).await,
     }
 }
 
@@ -498,13 +568,13 @@ fn list(deliveries: &Deliveries<'_>, json: bool, out: &mut dyn Write) -> Result<
 
 fn show(
     deliveries: &Deliveries<'_>,
-    a: &ShowArgs,
+    id: &DeliveryId,
+    json: bool,
     out: &mut dyn Write,
 ) -> Result<(), DeliveryError> {
-    let id = parse_id(&a.id)?;
-    let state = deliveries.show(&id)?;
-    let v = DeliveryView::of(&state, deliveries.coordinators(&id));
-    if a.json {
+    let state = deliveries.show(id)?;
+    let v = DeliveryView::of(&state, deliveries.coordinators(id));
+    if json {
         serde_json::to_writer_pretty(&mut *out, &v)
             .map_err(|e| MemberError::Internal(e.to_string()))?;
         writeln!(out).map_err(MemberError::from)?;
@@ -567,25 +637,15 @@ fn print_view(v: &DeliveryView, out: &mut dyn Write) -> std::io::Result<()> {
 async fn new(
     deliveries: &mut Deliveries<'_>,
     conn: &member::Connection,
-    a: NewArgs,
+    request: NewDeliveryRequest,
+    json: bool,
     out: &mut dyn Write,
 ) -> Result<(), DeliveryError> {
-    let now = unix_now();
-    let currency = flag("--currency", &a.currency, Currency::new(&a.currency))?;
-    let request = NewDeliveryRequest {
-        courier: a.courier.clone(),
-        family: flag("--family", &a.family, FamilyRef::new(&a.family))?,
-        amount: flag("--amount", &a.amount, Amount::parse(&a.amount, currency))?,
-        deadline: match &a.deadline {
-            Some(d) => parse_deadline(d, now)?,
-            None => now + DEFAULT_DEADLINE.as_secs(),
-        },
-        coordinators: a.coordinators.clone(),
-    };
+    let courier = request.courier.clone();
     let created = deliveries.create(conn, request).await?;
     let state = deliveries.show(&created.id)?;
     let code = created.code.display_grouped();
-    if a.json {
+    if json {
         #[derive(Serialize)]
         struct NewView {
             #[serde(flatten)]
@@ -615,7 +675,7 @@ async fn new(
                     .as_ref()
                     .map(|d| d.family.as_str().to_owned())
                     .unwrap_or_default(),
-                a.courier,
+                courier,
                 state
                     .details
                     .as_ref()
@@ -654,53 +714,20 @@ fn request_amount(state: &DeliveryState) -> String {
 async fn update(
     deliveries: &mut Deliveries<'_>,
     conn: &member::Connection,
-    a: UpdateArgs,
+    id: &DeliveryId,
+    updates: Vec<Update>,
     out: &mut dyn Write,
 ) -> Result<(), DeliveryError> {
-    let id = parse_id(&a.id)?;
-    let note = match &a.note {
-        Some(n) => Some(flag("--note", n, EventText::new(n))?),
-        None => None,
-    };
-    let need_note = |what: &str, text: &str| {
-        MemberError::BadInput(format!("`{what}` needs --note TEXT (the {text})"))
-    };
-    let mut updates = Vec::new();
-    match a.status.as_str() {
-        "failed" => updates.push(Update::Failed(
-            note.ok_or_else(|| need_note("failed", "reason"))?,
-        )),
-        "note" => updates.push(Update::Note(note.ok_or_else(|| need_note("note", "note"))?)),
-        other => {
-            let u = match other {
-                "picked-up" => Update::PickedUp,
-                "in-transit" => Update::InTransit,
-                "confirmed" => Update::Confirmed,
-                "cancelled" => Update::Cancelled,
-                _ => {
-                    return Err(MemberError::BadInput(format!(
-                        "unknown status {other:?}: use picked-up, in-transit, confirmed, failed --note REASON, cancelled, or note --note TEXT"
-                    ))
-                    .into());
-                }
-            };
-            // A note goes first: nothing can be added once the delivery is closed.
-            if let Some(n) = note {
-                updates.push(Update::Note(n));
-            }
-            updates.push(u);
-        }
-    }
     let mut delivered = Delivered::default();
     for u in updates {
-        let d = deliveries.update(conn, &id, u).await?;
+        let d = deliveries.update(conn, id, u).await?;
         delivered.sent_to.extend(d.sent_to);
         delivered.queued.extend(d.queued);
         delivered.dropped.extend(d.dropped);
     }
     delivered.sent_to.sort();
     delivered.sent_to.dedup();
-    let state = deliveries.show(&id)?;
+    let state = deliveries.show(id)?;
     writeln!(out, "Delivery {id} is now {}.", state.status).map_err(MemberError::from)?;
     if !delivered.sent_to.is_empty() {
         writeln!(out, "Sent to: {}", delivered.sent_to.join(", ")).map_err(MemberError::from)?;
@@ -711,15 +738,11 @@ async fn update(
 async fn handoff(
     deliveries: &mut Deliveries<'_>,
     conn: &member::Connection,
-    a: HandoffArgs,
+    id: &DeliveryId,
+    code: HandoffCode,
     out: &mut dyn Write,
 ) -> Result<(), DeliveryError> {
-    let id = parse_id(&a.id)?;
-    let code = match a.entered {
-        Some(code) => code,
-        None => enter_handoff_code(&a)?,
-    };
-    let delivered = deliveries.handoff(conn, &id, code).await?;
+    let delivered = deliveries.handoff(conn, id, code).await?;
     writeln!(
         out,
         "Hand-off claimed for delivery {id}: sent to {} for verification. Run `postern delivery show {id}` for the answer.",

@@ -11,23 +11,13 @@ use postern_protocol::message::Push;
 use serde::Serialize;
 use zeroize::Zeroizing;
 
-use crate::cli_util::spinner;
+use crate::cli::Context;
+use crate::cli::util::spinner;
 use crate::member::{
     self, Dropped, EnvelopeOutcome, FetchReport, Member, MemberError, vault_kdf_from_env,
 };
 use crate::passphrase::PassphraseSource;
 use crate::secure_file::{create_atomic, read_bounded};
-
-/// Exit codes, shown in `postern --help`.
-pub const EXIT_CODES: &str = "Exit codes:
-  0  success (for `send`: the relay has durably stored the message)
-  1  other failure (I/O, damaged files, internal errors)
-  2  usage error (unknown command or option)
-  3  passphrase missing or wrong
-  4  refused: revoked or unknown member, failed verification, TTL above the org's limit,
-     bad bundle, or the relay refused the request
-  5  relay unreachable or connection lost: nothing was sent; try again
-  6  no account here, or not enrolled yet";
 
 /// Member commands.
 #[derive(Debug, Subcommand)]
@@ -120,17 +110,16 @@ pub struct WipeArgs {
     pub yes: bool,
 }
 
+/// `--ttl`: a duration (30m, 12h, 2d), refused here (exit 2, before the passphrase) if
+/// it does not parse or is zero.
 fn parse_ttl(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 30m, 12h, 2d)"))
-}
-
-/// Global options a member command needs.
-#[derive(Debug, Clone, Default)]
-pub struct MemberContext {
-    /// `--home` / `POSTERN_HOME`.
-    pub home: Option<PathBuf>,
-    /// Where the passphrase comes from.
-    pub passphrase: PassphraseSource,
+    match humantime::parse_duration(s) {
+        Ok(d) if d.is_zero() => {
+            Err("a TTL of zero would expire at once; give one such as 30m, 12h or 2d".into())
+        }
+        Ok(d) => Ok(d),
+        Err(e) => Err(format!("{e} (examples: 30m, 12h, 2d)")),
+    }
 }
 
 fn rfc3339_ms(ms: u64) -> String {
@@ -154,42 +143,15 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, MemberError> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| MemberError::Internal(e.to_string()))
-}
-
-fn open(home: &Path, passphrase: &PassphraseSource) -> Result<Member, MemberError> {
-    if !Member::exists(home) {
-        return Err(MemberError::NoAccount(home.to_owned()));
-    }
-    let pass = passphrase.existing("your Postern vault")?;
-    let pb = spinner("Unlocking the vault…");
-    let result = Member::open(home, pass.as_bytes());
-    pb.finish_and_clear();
-    result
-}
-
 /// Runs a member command, writing its report to `out`.
-pub fn run(
-    cmd: MemberCommand,
-    ctx: &MemberContext,
-    out: &mut dyn Write,
-) -> Result<(), MemberError> {
-    let home = ctx
-        .home
-        .clone()
-        .or_else(member::default_home)
-        .ok_or(MemberError::NoHome)?;
+pub fn run(cmd: MemberCommand, ctx: &Context, out: &mut dyn Write) -> Result<(), MemberError> {
+    let home = ctx.member_home()?;
     match cmd {
         MemberCommand::Init(args) => init(&home, &ctx.passphrase, &args, out),
-        MemberCommand::Wipe(args) => wipe(&home, &ctx.passphrase, &args, out),
+        MemberCommand::Wipe(args) => wipe(&home, ctx, &args, out),
         cmd => {
-            let mut member = open(&home, &ctx.passphrase)?;
-            let rt = runtime()?;
+            let mut member = ctx.open_member(&home)?;
+            let rt = crate::cli::context::runtime()?;
             rt.block_on(async {
                 match cmd {
                     MemberCommand::Enroll(a) => enroll(&mut member, &a, out).await,
@@ -792,7 +754,7 @@ async fn status(member: &Member, json: bool, out: &mut dyn Write) -> Result<(), 
 
 fn wipe(
     home: &Path,
-    passphrase: &PassphraseSource,
+    ctx: &Context,
     args: &WipeArgs,
     out: &mut dyn Write,
 ) -> Result<(), MemberError> {
@@ -801,7 +763,7 @@ fn wipe(
     }
     if !args.yes {
         // Confirmation names the account, which only the passphrase reveals.
-        let m = open(home, passphrase)?;
+        let m = ctx.open_member(home)?;
         let handle = m.handle().to_owned();
         drop(m);
         eprint!(
