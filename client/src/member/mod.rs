@@ -102,7 +102,7 @@ pub fn default_home() -> Option<PathBuf> {
 /// Vault KDF parameters: the strong default, or the insecure test setting when
 /// `POSTERN_INSECURE_FAST_KDF=1` (as for the org's secrets).
 pub fn vault_kdf_from_env() -> KdfParams {
-    if postern_identity::secret_file::KdfParams::insecure_fast_requested() {
+    if KdfParams::insecure_fast_requested() {
         KdfParams::insecure_for_tests()
     } else {
         KdfParams::default()

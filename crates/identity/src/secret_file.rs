@@ -45,6 +45,14 @@ pub struct KdfParams {
     pub p_cost: u32,
 }
 
+impl Default for KdfParams {
+    /// [`KdfParams::STRONG`]: m = 64 MiB, t = 3, p = 1 (RFC 9106's second recommended
+    /// option).
+    fn default() -> Self {
+        Self::STRONG
+    }
+}
+
 impl KdfParams {
     /// The default: 64 MiB, 3 passes, 1 lane.
     pub const STRONG: Self = Self {
@@ -59,6 +67,17 @@ impl KdfParams {
         t_cost: 1,
         p_cost: 1,
     };
+
+    /// **Insecure**: 8 KiB (Argon2's least), one pass. Only for tests and benchmarks that
+    /// create many vaults; a passphrase behind these parameters falls to a cheap brute
+    /// force.
+    pub fn insecure_for_tests() -> Self {
+        Self {
+            m_cost_kib: 8,
+            t_cost: 1,
+            p_cost: 1,
+        }
+    }
 
     /// [`Self::INSECURE_FAST`] if `POSTERN_INSECURE_FAST_KDF=1`, else [`Self::STRONG`].
     pub fn from_env() -> Self {

@@ -32,53 +32,23 @@ pub const KDF_ARGON2ID: u8 = 1;
 /// Header length in bytes.
 pub const HEADER_LEN: usize = 86;
 
-/// Argon2id parameters. [`KdfParams::default`] is the only setting for real vaults.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KdfParams {
-    /// Memory in KiB.
-    pub m_cost_kib: u32,
-    /// Passes.
-    pub t_cost: u32,
-    /// Lanes.
-    pub p_cost: u32,
-}
+/// Argon2id parameters: the identity crate's type, shared with the org's secret file.
+/// [`KdfParams::default`] is the only setting for real vaults.
+pub use postern_identity::secret_file::KdfParams;
 
-impl Default for KdfParams {
-    /// m = 64 MiB, t = 3, p = 1 (RFC 9106's second recommended option uses 64 MiB, t=3).
-    fn default() -> Self {
-        Self {
-            m_cost_kib: 64 * 1024,
-            t_cost: 3,
-            p_cost: 1,
-        }
+/// Bounds on what a vault header may ask for, so a hostile header cannot make us
+/// allocate without limit.
+fn check(params: &KdfParams) -> Result<(), VaultError> {
+    if !(8..=4 * 1024 * 1024).contains(&params.m_cost_kib) {
+        return Err(VaultError::BadHeader("m_cost out of range"));
     }
-}
-
-impl KdfParams {
-    /// **Insecure**: 8 KiB, one pass. Only for tests and benchmarks that create many
-    /// vaults; a passphrase behind these parameters falls to a cheap brute force.
-    pub fn insecure_for_tests() -> Self {
-        Self {
-            m_cost_kib: 8,
-            t_cost: 1,
-            p_cost: 1,
-        }
+    if !(1..=64).contains(&params.t_cost) {
+        return Err(VaultError::BadHeader("t_cost out of range"));
     }
-
-    fn check(&self) -> Result<(), VaultError> {
-        // Bounds on what a header may ask for, so a hostile header cannot make us
-        // allocate without limit.
-        if !(8..=4 * 1024 * 1024).contains(&self.m_cost_kib) {
-            return Err(VaultError::BadHeader("m_cost out of range"));
-        }
-        if !(1..=64).contains(&self.t_cost) {
-            return Err(VaultError::BadHeader("t_cost out of range"));
-        }
-        if !(1..=16).contains(&self.p_cost) {
-            return Err(VaultError::BadHeader("p_cost out of range"));
-        }
-        Ok(())
+    if !(1..=16).contains(&params.p_cost) {
+        return Err(VaultError::BadHeader("p_cost out of range"));
     }
+    Ok(())
 }
 
 /// The three vault keys. Wiped on drop; no Debug.
@@ -97,7 +67,7 @@ fn derive_keys(
     salt: &[u8; 32],
     params: KdfParams,
 ) -> Result<VaultKeys, VaultError> {
-    params.check()?;
+    check(&params)?;
     let argon_params =
         argon2::Params::new(params.m_cost_kib, params.t_cost, params.p_cost, Some(32))
             .map_err(|_| VaultError::BadHeader("Argon2 refused the parameters"))?;
