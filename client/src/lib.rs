@@ -7,7 +7,7 @@
 //!
 //! [`cli`] is the command line over them: one [`cli::Context`] (home, passphrase), one
 //! runtime and vault opener, one exit-code policy ([`cli::exit`]), and the member
-//! ([`cli::member`]) and delivery ([`cli::delivery`]) commands. The guided demo is its own
+//! (`cli::member`) and delivery (`cli::delivery`) commands. The guided demo is its own
 //! crate, `postern-demo`, so that this binary never links the relay server.
 
 #![forbid(unsafe_code)]

@@ -14,7 +14,7 @@ use postern_protocol::auth::AUTHENTICATE_CONTEXT;
 
 /// What the relay keeps about an admitted connection (in memory only, never on disk).
 #[derive(Debug, Clone)]
-pub struct Admitted {
+pub(crate) struct Admitted {
     /// Certificate serial, re-checked against newer revocation lists on every request.
     pub serial: u64,
     /// End of validity (Unix seconds, exclusive), re-checked on every request.
@@ -24,7 +24,7 @@ pub struct Admitted {
 }
 
 /// The error code a trust failure is answered with.
-pub fn trust_code(e: &TrustError) -> ErrorCode {
+pub(crate) fn trust_code(e: &TrustError) -> ErrorCode {
     match e {
         TrustError::BadSignature { .. } | TrustError::BadProofOfPossession => {
             ErrorCode::BadSignature
@@ -43,7 +43,7 @@ pub fn trust_code(e: &TrustError) -> ErrorCode {
 
 /// Checks an `Authenticate` request. `binding` is `exporter || challenge` of this
 /// connection.
-pub fn admit(
+pub(crate) fn admit(
     certificate: &[u8],
     signature: &[u8; 64],
     binding: &[u8],
@@ -92,7 +92,7 @@ fn check_member(
 }
 
 /// Whether an admitted connection is still good at `now` under `revocations`.
-pub fn still_admitted(
+pub(crate) fn still_admitted(
     a: &Admitted,
     revocations: Option<&RevocationList>,
     now: u64,
@@ -109,7 +109,7 @@ pub fn still_admitted(
 /// Counts failed admissions per source address in one-minute windows. Addresses live
 /// only in memory, only while they have recent failures, and are never logged.
 #[derive(Debug)]
-pub struct FailureLimiter {
+pub(crate) struct FailureLimiter {
     /// Failures allowed per address per window.
     per_window: u32,
     /// Window start and failures, per address.
@@ -120,7 +120,7 @@ const WINDOW: Duration = Duration::from_secs(60);
 
 impl FailureLimiter {
     /// Allows `per_window` failures per address per minute.
-    pub fn new(per_window: u32) -> Self {
+    pub(crate) fn new(per_window: u32) -> Self {
         Self {
             per_window,
             windows: Mutex::new(HashMap::new()),
@@ -128,7 +128,7 @@ impl FailureLimiter {
     }
 
     /// Whether `ip` may try to authenticate at `now`.
-    pub fn allowed(&self, ip: IpAddr, now: Instant) -> bool {
+    pub(crate) fn allowed(&self, ip: IpAddr, now: Instant) -> bool {
         let w = self.windows.lock().unwrap_or_else(|p| p.into_inner());
         match w.get(&ip) {
             Some((start, n)) if now.saturating_duration_since(*start) < WINDOW => {
@@ -139,7 +139,7 @@ impl FailureLimiter {
     }
 
     /// Records a failure from `ip` at `now`.
-    pub fn failed(&self, ip: IpAddr, now: Instant) {
+    pub(crate) fn failed(&self, ip: IpAddr, now: Instant) {
         let mut w = self.windows.lock().unwrap_or_else(|p| p.into_inner());
         if w.len() > 100_000 {
             w.retain(|_, (start, _)| now.saturating_duration_since(*start) < WINDOW);

@@ -22,7 +22,7 @@ use crate::member::{self, Member, MemberError, unix_now};
 
 /// Delivery commands.
 #[derive(Debug, Subcommand)]
-pub enum DeliveryCommand {
+pub(crate) enum DeliveryCommand {
     /// Create a delivery and assign a courier (coordinators and admins).
     ///
     /// Prints the delivery id and the hand-off code. Give the code to the family out of
@@ -44,7 +44,7 @@ pub enum DeliveryCommand {
 
 /// `postern delivery new`
 #[derive(Debug, Args)]
-pub struct NewArgs {
+pub(crate) struct NewArgs {
     /// The courier's handle (a member enrolled as courier).
     #[arg(long)]
     pub courier: String,
@@ -71,7 +71,7 @@ pub struct NewArgs {
 
 /// `--json` for `delivery list`.
 #[derive(Debug, Args)]
-pub struct DeliveryJsonArgs {
+pub(crate) struct DeliveryJsonArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -79,7 +79,7 @@ pub struct DeliveryJsonArgs {
 
 /// `postern delivery show`
 #[derive(Debug, Args)]
-pub struct ShowArgs {
+pub(crate) struct ShowArgs {
     /// The delivery id.
     pub id: String,
     /// Print JSON instead of text.
@@ -89,7 +89,7 @@ pub struct ShowArgs {
 
 /// `postern delivery update`
 #[derive(Debug, Args)]
-pub struct UpdateArgs {
+pub(crate) struct UpdateArgs {
     /// The delivery id.
     pub id: String,
     /// picked-up, in-transit, confirmed, failed (needs --note), cancelled, note (needs
@@ -103,7 +103,7 @@ pub struct UpdateArgs {
 
 /// `postern delivery handoff`
 #[derive(Args)]
-pub struct HandoffArgs {
+pub(crate) struct HandoffArgs {
     /// The delivery id.
     pub id: String,
     /// Refused: a code given here would stay in shell history and show in `ps`. Kept
@@ -165,7 +165,7 @@ fn enter_handoff_code(a: &HandoffArgs) -> Result<HandoffCode, MemberError> {
 }
 
 /// Parses a deadline: RFC 3339, or a duration from `now`.
-pub fn parse_deadline(text: &str, now: u64) -> Result<u64, DeliveryError> {
+pub(crate) fn parse_deadline(text: &str, now: u64) -> Result<u64, DeliveryError> {
     let bad = || DeliveryError::BadDeadline(text.to_owned());
     let at = if let Ok(t) =
         time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
@@ -311,7 +311,7 @@ fn parse_updates(a: &UpdateArgs) -> Result<Vec<Update>, DeliveryError> {
 
 /// One history entry, as printed.
 #[derive(Debug, Serialize)]
-pub struct HistoryView {
+pub(crate) struct HistoryView {
     /// Event id.
     pub event: String,
     /// Event kind.
@@ -330,7 +330,7 @@ pub struct HistoryView {
 
 /// A refused event, as printed.
 #[derive(Debug, Serialize)]
-pub struct RejectedView {
+pub(crate) struct RejectedView {
     /// Event id.
     pub event: String,
     /// Event kind.
@@ -343,7 +343,7 @@ pub struct RejectedView {
 
 /// A delivery, as printed.
 #[derive(Debug, Serialize)]
-pub struct DeliveryView {
+pub(crate) struct DeliveryView {
     /// Delivery id.
     pub id: String,
     /// Current status.
@@ -382,7 +382,7 @@ pub struct DeliveryView {
 
 impl DeliveryView {
     /// The printable view of a derived state.
-    pub fn of(s: &DeliveryState, coordinators: Vec<String>) -> Self {
+    pub(crate) fn of(s: &DeliveryState, coordinators: Vec<String>) -> Self {
         let d = s.details.as_ref();
         Self {
             id: s.id.to_string(),
@@ -465,7 +465,11 @@ fn require_sent(d: &Delivered) -> Result<(), DeliveryError> {
 }
 
 /// Runs a delivery command, writing its report to `out`.
-pub fn run(cmd: DeliveryCommand, ctx: &Context, out: &mut dyn Write) -> Result<(), DeliveryError> {
+pub(crate) fn run(
+    cmd: DeliveryCommand,
+    ctx: &Context,
+    out: &mut dyn Write,
+) -> Result<(), DeliveryError> {
     let cmd = Parsed::parse(cmd, unix_now())?;
     let member = open(ctx)?;
     let rt = runtime()?;

@@ -21,7 +21,7 @@ use crate::secure_file::{create_atomic, read_bounded};
 
 /// Member commands.
 #[derive(Debug, Subcommand)]
-pub enum MemberCommand {
+pub(crate) enum MemberCommand {
     /// Create your account: an encrypted vault with your keys, and an enrollment request
     /// for your org admin.
     ///
@@ -51,7 +51,7 @@ pub enum MemberCommand {
 
 /// `postern init`
 #[derive(Debug, Args)]
-pub struct InitArgs {
+pub(crate) struct InitArgs {
     /// Your pseudonymous handle (never your real name).
     #[arg(long)]
     pub handle: String,
@@ -62,7 +62,7 @@ pub struct InitArgs {
 
 /// `postern enroll`
 #[derive(Debug, Args)]
-pub struct EnrollArgs {
+pub(crate) struct EnrollArgs {
     /// The sealed bundle file your admin made with `postern org enroll`.
     pub bundle: PathBuf,
     /// The org key your admin told you (postern-org:...): enrollment stops if the bundle
@@ -73,7 +73,7 @@ pub struct EnrollArgs {
 
 /// `postern send`
 #[derive(Debug, Args)]
-pub struct SendArgs {
+pub(crate) struct SendArgs {
     /// The recipient's handle.
     pub handle: String,
     /// The message text, or `-` to read it from standard input.
@@ -86,7 +86,7 @@ pub struct SendArgs {
 
 /// `--json` for read commands.
 #[derive(Debug, Args)]
-pub struct JsonArgs {
+pub(crate) struct JsonArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -94,7 +94,7 @@ pub struct JsonArgs {
 
 /// `postern verify`
 #[derive(Debug, Args)]
-pub struct VerifyArgs {
+pub(crate) struct VerifyArgs {
     /// The member's handle.
     pub handle: String,
     /// Print JSON instead of text.
@@ -104,7 +104,7 @@ pub struct VerifyArgs {
 
 /// `postern wipe`
 #[derive(Debug, Args)]
-pub struct WipeArgs {
+pub(crate) struct WipeArgs {
     /// Do not ask for confirmation (and do not ask for the passphrase).
     #[arg(long)]
     pub yes: bool,
@@ -144,7 +144,11 @@ fn now_ms() -> u64 {
 }
 
 /// Runs a member command, writing its report to `out`.
-pub fn run(cmd: MemberCommand, ctx: &Context, out: &mut dyn Write) -> Result<(), MemberError> {
+pub(crate) fn run(
+    cmd: MemberCommand,
+    ctx: &Context,
+    out: &mut dyn Write,
+) -> Result<(), MemberError> {
     let home = ctx.member_home()?;
     match cmd {
         MemberCommand::Init(args) => init(&home, &ctx.passphrase, &args, out),
@@ -310,7 +314,7 @@ async fn send(member: &Member, args: &SendArgs, out: &mut dyn Write) -> Result<(
 
 /// A message as printed.
 #[derive(Debug, Serialize)]
-pub struct MessageView {
+pub(crate) struct MessageView {
     /// Message id (hex).
     pub id: String,
     /// Sender's handle.
@@ -329,7 +333,7 @@ pub struct MessageView {
 
 impl MessageView {
     /// The printable view of a stored message.
-    pub fn of(m: &StoredMessage) -> Self {
+    pub(crate) fn of(m: &StoredMessage) -> Self {
         let (content_type, body) = match m.content_type {
             ContentType::Text => ("text", String::from_utf8_lossy(&m.body).into_owned()),
             // Delivery messages may carry a coordinator secret: never print their bytes.
@@ -577,7 +581,7 @@ async fn contacts(member: &Member, json: bool, out: &mut dyn Write) -> Result<()
 }
 
 /// Splits a safety number into groups of five digits, four groups per line.
-pub fn group_safety_number(digits: &str) -> Vec<String> {
+pub(crate) fn group_safety_number(digits: &str) -> Vec<String> {
     let groups: Vec<String> = digits
         .as_bytes()
         .chunks(5)

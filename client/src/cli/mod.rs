@@ -4,10 +4,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-pub mod context;
-pub mod delivery;
+pub(crate) mod context;
+pub(crate) mod delivery;
 pub mod exit;
-pub mod member;
+pub(crate) mod member;
 pub(crate) mod util;
 
 pub use context::Context;

@@ -74,7 +74,7 @@ pub struct RevokeArgs {
     /// The member's handle.
     pub handle: String,
     /// Also push the list to every relay of the org descriptor (it authenticates itself;
-    /// no member account is needed). The list is written to <home>/revocations.bin
+    /// no member account is needed). The list is written to `<home>/revocations.bin`
     /// either way; members pick it up from the relay when they next connect.
     #[arg(long)]
     pub publish: bool,
