@@ -232,7 +232,7 @@ impl Member {
         let (request, secret) = EnrollmentRequest::create(h, signal, &device)
             .map_err(|e| MemberError::Internal(e.to_string()))?;
         let account = Account {
-            format: 1,
+            format: ACCOUNT_FORMAT,
             handle: handle.to_owned(),
             device_seed: *device.seed(),
             bundle_secret: Some(*secret.to_bytes()),

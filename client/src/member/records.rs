@@ -97,11 +97,24 @@ impl DeviceSigner for Signer {
     }
 }
 
+/// The account record's format, the first byte of its encoding.
+pub(super) const ACCOUNT_FORMAT: u8 = 1;
+
 pub(super) fn load_account(vault: &Vault, home: &Path) -> Result<Account, MemberError> {
     let bytes = vault
         .get_record(ACCOUNT_RECORD)?
         .ok_or_else(|| MemberError::IncompleteInit(home.to_owned()))?;
-    postcard::from_bytes(&bytes).map_err(|_| MemberError::Corrupt("account"))
+    decode_account(&bytes)
+}
+
+/// Decodes an account record; another format (a newer client's) is refused, not guessed.
+pub(super) fn decode_account(bytes: &[u8]) -> Result<Account, MemberError> {
+    let account: Account =
+        postcard::from_bytes(bytes).map_err(|_| MemberError::Corrupt("account"))?;
+    if account.format != ACCOUNT_FORMAT {
+        return Err(MemberError::Corrupt("account (unknown record format)"));
+    }
+    Ok(account)
 }
 
 pub(super) fn save_account(vault: &Vault, account: &Account) -> Result<(), MemberError> {
@@ -138,8 +151,12 @@ pub(super) fn org_state(account: &Account) -> Result<Option<OrgState>, MemberErr
 pub(super) fn load_contacts(vault: &Vault) -> Result<Vec<ContactRecord>, MemberError> {
     match vault.get_record(CONTACTS_RECORD)? {
         None => Ok(Vec::new()),
-        Some(b) => postcard::from_bytes(&b).map_err(|_| MemberError::Corrupt("contacts")),
+        Some(b) => decode_contacts(&b),
     }
+}
+
+pub(super) fn decode_contacts(bytes: &[u8]) -> Result<Vec<ContactRecord>, MemberError> {
+    postcard::from_bytes(bytes).map_err(|_| MemberError::Corrupt("contacts"))
 }
 
 pub(super) fn load_revocations(vault: &Vault) -> Result<RevocationList, MemberError> {
@@ -167,4 +184,81 @@ pub(super) fn relay_address(org: &OrgState) -> Result<RelayAddress, MemberError>
         .first()
         .cloned()
         .ok_or(MemberError::NoRelay)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn account(enrolled: bool) -> Account {
+        Account {
+            format: ACCOUNT_FORMAT,
+            handle: "courier-7".into(),
+            device_seed: [1; 32],
+            bundle_secret: Some([2; 32]),
+            request: vec![3; 40],
+            enrolled: enrolled.then(|| EnrolledRecord {
+                certificate: vec![4; 100],
+                descriptor: vec![5; 100],
+                directory_key: [6; 32],
+                mailbox_recipient: [7; 32],
+                mailbox_sender: [8; 32],
+                mailbox_owner_seed: [9; 32],
+                mailbox_created: true,
+                published: false,
+            }),
+        }
+    }
+
+    #[test]
+    fn the_account_record_round_trips_and_starts_with_its_format() {
+        for enrolled in [false, true] {
+            let bytes = postcard::to_allocvec(&account(enrolled)).unwrap();
+            assert_eq!(bytes[0], ACCOUNT_FORMAT);
+            let back = decode_account(&bytes).unwrap();
+            assert_eq!(back.handle, "courier-7");
+            assert_eq!(back.device_seed, [1; 32]);
+            assert_eq!(back.enrolled.is_some(), enrolled);
+            if let Some(e) = &back.enrolled {
+                assert_eq!(e.mailbox_sender, [8; 32]);
+                assert!(e.mailbox_created && !e.published);
+            }
+        }
+    }
+
+    #[test]
+    fn damaged_or_unknown_account_records_are_refused() {
+        let bytes = postcard::to_allocvec(&account(true)).unwrap();
+        let mut newer = bytes.clone();
+        newer[0] = ACCOUNT_FORMAT + 1;
+        assert!(matches!(
+            decode_account(&newer),
+            Err(MemberError::Corrupt(_))
+        ));
+        for cut in [0, 1, 10, bytes.len() / 2, bytes.len() - 1] {
+            assert!(
+                matches!(decode_account(&bytes[..cut]), Err(MemberError::Corrupt(_))),
+                "truncated at {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn contacts_round_trip_and_damage_is_refused() {
+        let contacts = vec![ContactRecord {
+            handle: "coord-1".into(),
+            certificate: vec![1; 90],
+            sender: [2; 32],
+            updated_at: 1_900_000_000,
+        }];
+        let bytes = postcard::to_allocvec(&contacts).unwrap();
+        let back = decode_contacts(&bytes).unwrap();
+        assert_eq!(back.len(), 1);
+        assert_eq!(back[0].handle, "coord-1");
+        assert_eq!(back[0].updated_at, 1_900_000_000);
+        assert!(matches!(
+            decode_contacts(&bytes[..bytes.len() - 3]),
+            Err(MemberError::Corrupt(_))
+        ));
+    }
 }

@@ -11,27 +11,7 @@ impl Member {
         requested: Option<Duration>,
         relay_max_ttl_secs: u32,
     ) -> Result<Duration, MemberError> {
-        let policy = self.policy()?;
-        let ttl = requested.unwrap_or(Duration::from_secs(policy.default_ttl_secs));
-        if ttl.is_zero() {
-            return Err(MemberError::TtlZero);
-        }
-        let show = |d: Duration| humantime::format_duration(d).to_string();
-        if ttl > Duration::from_secs(policy.max_ttl_secs) {
-            return Err(MemberError::TtlTooLong {
-                requested: show(ttl),
-                max: show(Duration::from_secs(policy.max_ttl_secs)),
-                limit: "org",
-            });
-        }
-        if relay_max_ttl_secs > 0 && ttl > Duration::from_secs(u64::from(relay_max_ttl_secs)) {
-            return Err(MemberError::TtlTooLong {
-                requested: show(ttl),
-                max: show(Duration::from_secs(u64::from(relay_max_ttl_secs))),
-                limit: "relay",
-            });
-        }
-        Ok(ttl)
+        resolve_ttl(requested, &self.policy()?, relay_max_ttl_secs)
     }
 
     /// Encrypts `body` to `to` and stores it on the relay. Returns only once the relay
@@ -153,5 +133,92 @@ impl Member {
     ) -> Result<SendReceipt, MemberError> {
         self.send(conn, to, ContentType::Text, text.as_bytes(), ttl)
             .await
+    }
+}
+
+/// The TTL rule: `requested`, else the org's default; refused if zero, above the org's
+/// maximum, or above the relay's (`0`: the relay's is not known yet).
+pub(super) fn resolve_ttl(
+    requested: Option<Duration>,
+    policy: &Policy,
+    relay_max_ttl_secs: u32,
+) -> Result<Duration, MemberError> {
+    let ttl = requested.unwrap_or(Duration::from_secs(policy.default_ttl_secs));
+    if ttl.is_zero() {
+        return Err(MemberError::TtlZero);
+    }
+    let show = |d: Duration| humantime::format_duration(d).to_string();
+    if ttl > Duration::from_secs(policy.max_ttl_secs) {
+        return Err(MemberError::TtlTooLong {
+            requested: show(ttl),
+            max: show(Duration::from_secs(policy.max_ttl_secs)),
+            limit: "org",
+        });
+    }
+    if relay_max_ttl_secs > 0 && ttl > Duration::from_secs(u64::from(relay_max_ttl_secs)) {
+        return Err(MemberError::TtlTooLong {
+            requested: show(ttl),
+            max: show(Duration::from_secs(u64::from(relay_max_ttl_secs))),
+            limit: "relay",
+        });
+    }
+    Ok(ttl)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    fn policy() -> Policy {
+        Policy {
+            max_ttl_secs: 48 * 3600,
+            default_ttl_secs: 12 * 3600,
+            retention_days: 30,
+        }
+    }
+
+    #[test]
+    fn the_ttl_is_the_request_else_the_org_default() {
+        assert_eq!(resolve_ttl(None, &policy(), 0).unwrap(), 12 * HOUR);
+        assert_eq!(resolve_ttl(Some(HOUR), &policy(), 0).unwrap(), HOUR);
+        // Exactly at either limit is allowed.
+        assert_eq!(
+            resolve_ttl(Some(48 * HOUR), &policy(), 0).unwrap(),
+            48 * HOUR
+        );
+        assert_eq!(resolve_ttl(Some(HOUR), &policy(), 3600).unwrap(), HOUR);
+    }
+
+    #[test]
+    fn a_ttl_above_a_limit_or_zero_is_refused_naming_the_limit() {
+        let e = resolve_ttl(Some(49 * HOUR), &policy(), 0).unwrap_err();
+        assert!(
+            matches!(e, MemberError::TtlTooLong { limit: "org", .. }),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("2days"), "{e}");
+        let e = resolve_ttl(Some(2 * HOUR), &policy(), 3600).unwrap_err();
+        assert!(
+            matches!(e, MemberError::TtlTooLong { limit: "relay", .. }),
+            "{e:?}"
+        );
+        // The org default itself is held to the relay's limit.
+        let e = resolve_ttl(None, &policy(), 3600).unwrap_err();
+        assert!(
+            matches!(e, MemberError::TtlTooLong { limit: "relay", .. }),
+            "{e:?}"
+        );
+        let e = resolve_ttl(Some(Duration::ZERO), &policy(), 0).unwrap_err();
+        assert!(matches!(e, MemberError::TtlZero), "{e:?}");
+        let zero_default = Policy {
+            default_ttl_secs: 0,
+            ..policy()
+        };
+        assert!(matches!(
+            resolve_ttl(None, &zero_default, 0),
+            Err(MemberError::TtlZero)
+        ));
     }
 }
