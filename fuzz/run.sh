@@ -2,15 +2,19 @@
 # Builds every fuzz target and runs each one in turn for SECONDS seconds (default 60).
 # Every target runs even if an earlier one crashed; the script exits 1 if any target
 # crashed (the input is kept in fuzz/artifacts/<target>/) and non-zero if the build
-# fails. Needs a nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz --locked`).
+# fails. Needs cargo-fuzz (`cargo install cargo-fuzz --locked`) and a nightly toolchain,
+# or the default (stable) one with FUZZ_TOOLCHAIN=default RUSTC_BOOTSTRAP=1 (as CI does).
 #
 #   fuzz/run.sh [SECONDS]
 #
 # Seeds: fuzz/seeds/<target>/ holds the test vectors of protocol-spec/ (valid signed
-# objects, frames, plaintexts), so the fuzzer starts past the signature checks.
+# objects, frames, plaintexts, delivery events) and valid prekeys and directory entries
+# (real libsignal keys, a certificate of the spec's org), so the fuzzer starts past the
+# signature checks.
 #
 # Environment:
-#   FUZZ_TOOLCHAIN   toolchain for cargo (default: nightly)
+#   FUZZ_TOOLCHAIN   toolchain for cargo (default: nightly; `default`: plain `cargo`,
+#                    whichever toolchain rustup or PATH gives)
 #   FUZZ_RSS_MB      libFuzzer -rss_limit_mb (default: 2048)
 #   FUZZ_TARGETS     space-separated targets to run (default: all, from `cargo fuzz list`)
 #   CARGO_BUILD_JOBS limits build parallelism, as for any cargo build
@@ -26,14 +30,24 @@ rss_mb="${FUZZ_RSS_MB:-2048}"
 
 cd "$(dirname "$0")"
 
-targets="${FUZZ_TARGETS:-$(cargo "+$toolchain" fuzz list)}"
+cargo_fuzz() {
+    if [ "$toolchain" = default ]; then
+        cargo fuzz "$@"
+    else
+        cargo "+$toolchain" fuzz "$@"
+    fi
+}
+
+targets="${FUZZ_TARGETS:-$(cargo_fuzz list)}"
 if [ -z "$targets" ]; then
     echo "no fuzz targets found" >&2
     exit 2
 fi
 
 echo "== building fuzz targets"
-cargo "+$toolchain" fuzz build
+start=$SECONDS
+cargo_fuzz build
+echo "== built in $((SECONDS - start))s"
 
 failed=()
 for target in $targets; do
@@ -43,12 +57,14 @@ for target in $targets; do
     # test vectors) is only read.
     dirs=("corpus/$target")
     [ -d "seeds/$target" ] && dirs+=("seeds/$target")
-    if ! cargo "+$toolchain" fuzz run "$target" "${dirs[@]}" -- \
+    start=$SECONDS
+    if ! cargo_fuzz run "$target" "${dirs[@]}" -- \
         -max_total_time="$secs" -rss_limit_mb="$rss_mb" -print_final_stats=1; then
         echo "!! $target failed; reproducer(s) in fuzz/artifacts/$target/:" >&2
         ls -1 "artifacts/$target" >&2 2>/dev/null || true
         failed+=("$target")
     fi
+    echo "== $target: $((SECONDS - start))s"
 done
 
 if [ "${#failed[@]}" -ne 0 ]; then

@@ -811,17 +811,9 @@ impl<'m> Deliveries<'m> {
             if !is_coordinator(sender_role) {
                 return Err("coordinator list from a courier".into());
             }
-            let body: MembersBody =
-                postcard::from_bytes(rest).map_err(|_| "malformed coordinator list")?;
-            if body.coordinators.len() > MAX_COORDINATORS {
-                return Err("too many coordinators".into());
-            }
-            for c in &body.coordinators {
-                Handle::new(c).map_err(|_| "bad coordinator handle")?;
-            }
-            let id = DeliveryId(body.delivery);
+            let (id, coordinators) = decode_coordinator_list(rest)?;
             let set = self.coordinators.entry(id).or_default();
-            set.extend(body.coordinators);
+            set.extend(coordinators.iter().map(|h| h.as_str().to_owned()));
             set.insert(m.sender.clone());
             return Ok(());
         }
@@ -901,6 +893,22 @@ fn secret_body(secret: &CoordinatorSecret) -> Zeroizing<Vec<u8>> {
     let mut body = Zeroizing::new(SECRET_BODY_PREFIX.to_vec());
     body.extend_from_slice(&secret.encode());
     body
+}
+
+/// Decodes a coordinator list (a message body after [`MEMBERS_BODY_PREFIX`], from a peer):
+/// the delivery and at most [`MAX_COORDINATORS`] valid handles. Public for the fuzz
+/// target, which feeds it hostile bytes.
+pub fn decode_coordinator_list(rest: &[u8]) -> Result<(DeliveryId, Vec<Handle>), &'static str> {
+    let body: MembersBody = postcard::from_bytes(rest).map_err(|_| "malformed coordinator list")?;
+    if body.coordinators.len() > MAX_COORDINATORS {
+        return Err("too many coordinators");
+    }
+    let handles = body
+        .coordinators
+        .iter()
+        .map(|c| Handle::new(c).map_err(|_| "bad coordinator handle"))
+        .collect::<Result<_, _>>()?;
+    Ok((DeliveryId(body.delivery), handles))
 }
 
 fn members_body(id: DeliveryId, coordinators: &BTreeSet<String>) -> Result<Vec<u8>, DeliveryError> {

@@ -11,15 +11,27 @@ use postern_e2e::{
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(bundle) = decode_bundle(data) {
-        assert_eq!(encode_bundle(&bundle).expect("decoded bundle re-encodes"), data);
+        assert_eq!(
+            encode_bundle(&bundle).expect("decoded bundle re-encodes"),
+            data
+        );
     }
     if let Ok(keys) = decode_public_prekeys(data) {
-        assert_eq!(encode_public_prekeys(&keys).expect("decoded prekeys re-encode"), data);
+        assert_eq!(
+            encode_public_prekeys(&keys).expect("decoded prekeys re-encode"),
+            data
+        );
     }
     if let Ok(key) = decode_one_time_prekey(data) {
-        assert_eq!(encode_one_time_prekey(&key).expect("decoded prekey re-encodes"), data);
+        assert_eq!(
+            encode_one_time_prekey(&key).expect("decoded prekey re-encodes"),
+            data
+        );
     }
     if let Ok(plaintext) = Plaintext::decode(data) {
-        assert_eq!(plaintext.encode().expect("decoded plaintext re-encodes"), data);
+        assert_eq!(
+            plaintext.encode().expect("decoded plaintext re-encodes"),
+            data
+        );
     }
 });
