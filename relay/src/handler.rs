@@ -18,10 +18,14 @@ use crate::metrics::Metrics;
 use crate::state::{Now, Session, Shared};
 use crate::store::bounded;
 
-/// Expiry kept for an envelope: `now + min(ttl, max)`, rounded up to the minute.
+/// The granularity of every time the relay keeps: an hour.
+pub(crate) const EXPIRY_GRANULARITY_SECS: u64 = 3600;
+
+/// Expiry kept for an envelope: `now + min(ttl, max)`, rounded up to the hour (so the
+/// send time cannot be read back from it to better than the hour).
 pub(crate) fn expiry_for(now: u64, ttl_secs: u32, max_ttl_secs: u32) -> u64 {
     let ttl = u64::from(ttl_secs.clamp(1, max_ttl_secs.max(1)));
-    (now + ttl).div_ceil(60) * 60
+    (now + ttl).div_ceil(EXPIRY_GRANULARITY_SECS) * EXPIRY_GRANULARITY_SECS
 }
 
 /// What the connection must do after answering.

@@ -276,6 +276,10 @@ async fn the_data_directory_and_logs_hold_no_handle_role_key_or_address() {
         ("certificate a", a.cert.clone()),
         ("certificate b", b.cert.clone()),
     ];
+    // Envelope bodies are sealed at rest under epoch keys: not even the padded
+    // ciphertext the member sent is on disk as it was sent.
+    let bodies: Vec<(&str, Vec<u8>)> = vec![("envelope body", b"opaque-1".to_vec())];
+    scan(&data, &bodies, "data directory");
     scan(&data, &needles, "data directory");
     // The data directory must not hold the members' address either (relay.toml holds the
     // relay's own listen address, which here is the same loopback IP, so skip that file).

@@ -25,8 +25,8 @@ use crate::state::{Hub, Now, Session, Shared};
 use crate::store::Store;
 use crate::testing::{TestMember, TestOrg};
 
-/// The tests' epoch: Unix seconds at `t0`.
-const T0: u64 = 1_900_000_000;
+/// The tests' epoch: Unix seconds at `t0`, an hour boundary.
+const T0: u64 = 1_900_000_800;
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -191,11 +191,17 @@ fn fetch() -> Request {
 }
 
 #[test]
-fn expiry_is_clamped_and_rounded_up_to_the_minute() {
-    assert_eq!(expiry_for(1000, 10, 3600), 1020);
-    assert_eq!(expiry_for(1200, 60, 3600), 1260);
-    assert_eq!(expiry_for(0, u32::MAX, 3600), 3600);
-    assert_eq!(expiry_for(0, 0, 3600), 60);
+fn expiry_is_clamped_and_rounded_up_to_the_hour() {
+    assert_eq!(expiry_for(1000, 10, 3600), 3600);
+    assert_eq!(expiry_for(3600, 0, 3600), 7200);
+    assert_eq!(expiry_for(3599, 1, 3600), 3600);
+    assert_eq!(expiry_for(0, u32::MAX, 7200), 7200);
+    assert_eq!(expiry_for(T0, 86_400, 7 * 86_400), T0 + 86_400);
+    assert_eq!(expiry_for(T0 + 1, 86_400, 7 * 86_400), T0 + 86_400 + 3600);
+    // Nothing finer than the hour, whatever the TTL.
+    for ttl in [1, 59, 61, 3599, 3601, 86_399] {
+        assert_eq!(expiry_for(T0 + 17, ttl, 7 * 86_400) % 3600, 0, "{ttl}");
+    }
 }
 
 #[tokio::test]
@@ -498,14 +504,14 @@ async fn a_send_must_be_padded_to_a_bucket() {
 
 #[tokio::test]
 async fn envelopes_expire_on_the_clock_given() {
-    let mut f = Fixture::new(|c| c.max_ttl_secs = 3600);
+    let mut f = Fixture::new(|c| c.max_ttl_secs = 7200);
     let s = f.admitted(&f.member("alice")).await;
     let mb = f.mailbox(&s, 0).await;
-    // A TTL above the relay's maximum is cut to it, rounded up to the minute.
+    // A TTL above the relay's maximum is cut to it, rounded up to the hour.
     let Response::Sent(sent) = f.call(&s, send(mb, 90_000, b"x"), 0).await.0 else {
         panic!("not sent");
     };
-    assert_eq!(sent.expires_at, (T0 + 3600).div_ceil(60) * 60);
+    assert_eq!(sent.expires_at, T0 + 7200);
     let Response::Sent(short) = f.call(&s, send(mb, 60, b"y"), 0).await.0 else {
         panic!("not sent");
     };

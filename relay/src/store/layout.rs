@@ -14,6 +14,10 @@ pub(super) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta
 
 pub(super) const REVOCATION_KEY: &str = "revocation_list";
 pub(super) const REVOCATION_VERSION_KEY: &str = "revocation_version";
+/// Meta key recording how envelope bodies are stored: [`ENVELOPE_FORMAT`].
+pub(super) const ENVELOPE_FORMAT_KEY: &str = "envelope_format";
+/// Bodies sealed under epoch keys (`epochs`).
+pub(super) const ENVELOPE_FORMAT: u8 = 1;
 
 /// Most expired envelopes one sweep operation deletes, so it never holds the writer long.
 pub(super) const SWEEP_BATCH: usize = 2000;
@@ -39,7 +43,8 @@ pub(super) struct DirectoryRecord {
     pub(super) owner_tag: [u8; 32],
     /// Sealed entry, opaque to the relay.
     pub(super) entry: Vec<u8>,
-    /// Next one-time prekey sequence number (orders the one-time table).
+    /// Always 0. (Relays before envelope format 1 kept a publish counter here; the field
+    /// stays so their records still decode, and is cleared on the next publish.)
     pub(super) next_seq: u64,
     /// One-time prekeys held.
     pub(super) one_time: u32,
@@ -56,8 +61,9 @@ pub(super) fn bucket_index(len: usize) -> usize {
         .unwrap_or(PADDING_BUCKETS.len() - 1)
 }
 
-/// Envelopes are keyed by mailbox and id; the value is the padded body. An envelope id
-/// is its expiry (u64 BE, a minute boundary) followed by 24 random bytes, so a mailbox's
+/// Envelopes are keyed by mailbox and id; the value is the padded body sealed under its
+/// epoch key (`epochs`). An envelope id is its expiry (u64 BE, an hour boundary)
+/// followed by 24 random bytes, so a mailbox's
 /// envelopes sort by expiry: fetch skips the expired ones and the sweeper deletes a
 /// prefix, with no index to keep.
 pub(super) fn envelope_key(recipient: &MailboxId, id: &EnvelopeId) -> [u8; 64] {
@@ -89,6 +95,7 @@ pub(super) fn after(recipient: &MailboxId, t: u64) -> [u8; 64] {
     envelope_key(recipient, &EnvelopeId(id))
 }
 
+/// A one-time prekey's key: the directory key and a random slot (u64 BE).
 pub(super) fn one_time_key(directory: &HandleTag, seq: u64) -> [u8; 40] {
     let mut k = [0u8; 40];
     k[..32].copy_from_slice(directory.as_bytes());

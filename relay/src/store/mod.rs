@@ -26,15 +26,19 @@ use postern_protocol::message::{Envelope, EnvelopeBody};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
+use zeroize::Zeroizing;
 
 use crate::metrics::Metrics;
 
+mod epochs;
 mod layout;
 mod tables;
 #[cfg(test)]
 mod tests;
 mod writer;
 
+pub use epochs::EPOCH_KEY_FILE;
+use epochs::{EpochKeys, SEAL_OVERHEAD};
 use layout::*;
 use writer::{Op, writer_loop};
 
@@ -126,6 +130,8 @@ pub struct Store {
     writer: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
     /// Envelopes held per bucket.
     held: Held,
+    /// The keys envelope bodies are sealed under at rest.
+    epochs: Arc<EpochKeys>,
 }
 
 impl std::fmt::Debug for Store {
@@ -164,12 +170,14 @@ impl Store {
             txn.open_table(META)?;
             txn.commit()?;
         }
+        let epochs = Arc::new(EpochKeys::open(data_dir)?);
+        seal_unsealed_bodies(&db, &epochs)?;
         let held: Held = Arc::new(Default::default());
         {
             let txn = db.begin_read()?;
             for item in txn.open_table(ENVELOPES)?.iter()? {
                 let (_, v) = item?;
-                held[bucket_index(v.value().len())]
+                held[bucket_index(v.value().len().saturating_sub(SEAL_OVERHEAD))]
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
         }
@@ -177,17 +185,18 @@ impl Store {
         let (tx, rx) = std_mpsc::sync_channel(max_batch.max(1) * 4);
         let writer_db = db.clone();
         let writer_held = held.clone();
+        let writer_epochs = epochs.clone();
         let writer = std::thread::Builder::new()
             .name("postern-relay-writer".into())
             .spawn(move || {
                 writer_loop(
                     &writer_db,
                     &rx,
-                    quotas,
-                    max_batch.max(1),
+                    (quotas, max_batch.max(1)),
                     &metrics,
                     &writer_held,
                     staged.as_ref(),
+                    &writer_epochs,
                 )
             })
             .map_err(|e| StoreError::Db(e.to_string()))?;
@@ -196,6 +205,7 @@ impl Store {
             ops: tx,
             writer: Arc::new(std::sync::Mutex::new(Some(writer))),
             held,
+            epochs,
         })
     }
 
@@ -276,7 +286,13 @@ impl Store {
     }
 
     /// Deletes up to one batch of envelopes expired at `now`.
+    /// Also destroys the epoch keys of every epoch that has passed, so the bodies of
+    /// expired envelopes not yet deleted (and any copies of them) cannot be opened.
     pub async fn sweep(&self, now: u64) -> OpResult<Deleted> {
+        if let Err(e) = self.epochs.destroy_through(now) {
+            tracing::error!(error = %e, "cannot destroy expired epoch keys");
+            return Err(ErrorCode::Internal);
+        }
         self.submit(|reply| Op::Sweep { now, reply }).await
     }
 
@@ -345,17 +361,24 @@ impl Store {
         let mut budget = MAX_FRAME_LEN - 64;
         for item in t.range(start.as_slice()..=end.as_slice())? {
             let (k, v) = item?;
-            let (k, body) = (k.value(), v.value());
-            let cost = 32 + 10 + 5 + body.len();
+            let (k, sealed) = (k.value(), v.value());
+            let cost = 32 + 10 + 5 + sealed.len().saturating_sub(SEAL_OVERHEAD);
             if out.len() == limit || cost > budget {
                 return Ok((out, true));
             }
-            budget -= cost;
             let id = EnvelopeId(arr32(k.get(32..).unwrap_or_default(), "envelopes")?);
-            let body = Bytes::try_from(body).map_err(|_| StoreError::Corrupt("envelopes"))?;
+            let expires_at = expiry_of(&id);
+            // A body whose epoch key is gone (a damaged key file) cannot be opened by
+            // anyone: it is skipped, and the sweeper deletes it at its expiry.
+            let Some(body) = self.epochs.open_body(expires_at, k, sealed) else {
+                tracing::warn!("an envelope body does not open under its epoch key; skipped");
+                continue;
+            };
+            budget -= cost;
+            let body = Bytes::new(body).map_err(|_| StoreError::Corrupt("envelopes"))?;
             out.push(Envelope {
                 id,
-                expires_at: expiry_of(&id),
+                expires_at,
                 body,
             });
         }
@@ -437,6 +460,32 @@ pub struct StoreCounts {
     pub directory_entries: u64,
     /// One-time prekeys held.
     pub one_time_prekeys: u64,
+}
+
+/// Seals the bodies of a database written before bodies were sealed at rest (no
+/// `envelope_format` in the meta table), in one transaction, then records the format.
+fn seal_unsealed_bodies(db: &Database, epochs: &EpochKeys) -> Result<(), StoreError> {
+    let txn = db.begin_write()?;
+    {
+        let mut meta = txn.open_table(META)?;
+        if meta.get(ENVELOPE_FORMAT_KEY)?.is_some() {
+            return Ok(());
+        }
+        let mut envelopes = txn.open_table(ENVELOPES)?;
+        let mut plain = Vec::new();
+        for item in envelopes.iter()? {
+            let (k, v) = item?;
+            plain.push((k.value().to_vec(), Zeroizing::new(v.value().to_vec())));
+        }
+        for (k, body) in plain {
+            let id = EnvelopeId(arr32(k.get(32..).unwrap_or_default(), "envelopes")?);
+            let sealed = epochs.seal(expiry_of(&id), &k, &body)?;
+            envelopes.insert(k.as_slice(), sealed.as_slice())?;
+        }
+        meta.insert(ENVELOPE_FORMAT_KEY, [ENVELOPE_FORMAT].as_slice())?;
+    }
+    txn.commit()?;
+    Ok(())
 }
 
 /// Builds an `Envelopes` list from fetched envelopes (kept here so the bound is checked

@@ -4,6 +4,8 @@
 use super::*;
 
 pub(super) struct Writer<'t> {
+    /// Seals envelope bodies at rest.
+    pub(super) epochs: &'t EpochKeys,
     pub(super) mailboxes: redb::Table<'t, &'static [u8], &'static [u8]>,
     pub(super) senders: redb::Table<'t, &'static [u8], &'static [u8]>,
     pub(super) envelopes: redb::Table<'t, &'static [u8], &'static [u8]>,
@@ -111,8 +113,9 @@ impl Writer<'_> {
             return Ok(Err(ErrorCode::QuotaExceeded));
         }
         let id = new_envelope_id(expires_at);
-        self.envelopes
-            .insert(envelope_key(&recipient, &id).as_slice(), body)?;
+        let key = envelope_key(&recipient, &id);
+        let sealed = self.epochs.seal(expires_at, &key, body)?;
+        self.envelopes.insert(key.as_slice(), sealed.as_slice())?;
         self.held_delta[bucket_index(body.len())] += 1;
         mb.count += 1;
         mb.bytes += len;
@@ -134,7 +137,7 @@ impl Writer<'_> {
         let removed = self
             .envelopes
             .remove(envelope_key(recipient, id).as_slice())?
-            .map(|v| v.value().len() as u64);
+            .map(|v| v.value().len().saturating_sub(SEAL_OVERHEAD) as u64);
         let Some(len) = removed else {
             return Ok(());
         };
@@ -223,12 +226,17 @@ impl Writer<'_> {
             return Ok(Err(ErrorCode::QuotaExceeded));
         }
         rec.entry = entry;
+        // Random slots, not a sequence: nothing at rest counts how many prekeys (so how
+        // many sessions) a member has had. Older records' counter is cleared here.
+        rec.next_seq = 0;
         for blob in one_time {
-            self.one_time.insert(
-                one_time_key(&directory, rec.next_seq).as_slice(),
-                blob.as_slice(),
-            )?;
-            rec.next_seq += 1;
+            let slot = loop {
+                let k = one_time_key(&directory, rand::random());
+                if self.one_time.get(k.as_slice())?.is_none() {
+                    break k;
+                }
+            };
+            self.one_time.insert(slot.as_slice(), blob.as_slice())?;
             rec.one_time += 1;
         }
         let held = rec.one_time;

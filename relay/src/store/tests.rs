@@ -1,7 +1,7 @@
 //! Store tests on real database files in temporary directories.
 
 use super::*;
-use postern_protocol::padding::pad;
+use postern_protocol::padding::{pad, unpad};
 
 fn body(s: &[u8]) -> EnvelopeBody {
     Bytes::new(pad(s).unwrap()).unwrap()
@@ -218,4 +218,200 @@ async fn concurrent_sends_share_commits() {
     assert_eq!(store.counts().unwrap().envelopes, 500);
     // Group commit: far fewer flushes than sends (the exact number depends on timing).
     assert!(commits < 500, "{commits} commits for 500 sends");
+}
+
+/// Every file under `dir` with its bytes.
+fn files(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() {
+            out.push((p.clone(), std::fs::read(&p).unwrap()));
+        }
+    }
+    out
+}
+
+fn holds(dir: &Path, needle: &[u8]) -> Option<std::path::PathBuf> {
+    files(dir)
+        .into_iter()
+        .find(|(_, b)| b.windows(needle.len()).any(|w| w == needle))
+        .map(|(p, _)| p)
+}
+
+const MARKER: &[u8] = b"zq-plaintext-body-marker-7";
+
+#[tokio::test]
+async fn bodies_are_sealed_at_rest_and_unreadable_once_their_epoch_passed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (r, s) = (MailboxId([1; 32]), MailboxId([2; 32]));
+    let e1 = 1_800_000_000u64; // an hour boundary
+    let e2 = e1 + 3600;
+    let store = open(dir.path());
+    store.create_mailbox(r, s, [3; 32]).await.unwrap();
+    for e in [e1, e1, e2] {
+        store.send(s, e, body(MARKER)).await.unwrap();
+    }
+    // No body is on disk in the clear, even before anything expired.
+    assert_eq!(holds(dir.path(), MARKER), None);
+    let keys = store.epochs.live();
+    assert_eq!(
+        keys.iter().map(|(e, _)| *e).collect::<Vec<_>>(),
+        vec![e1, e2]
+    );
+    for (_, k) in &keys {
+        assert!(
+            holds(dir.path(), k).is_some(),
+            "a live key is in the key file"
+        );
+    }
+    // The owner still reads them.
+    let (got, _) = store.fetch(&r, 10, e1 - 100).unwrap();
+    assert_eq!(got.len(), 3);
+    assert!(got.iter().all(|e| unpad(e.body.as_slice()) == Ok(MARKER)));
+
+    // The first epoch passes: its key is destroyed, whether or not its envelopes were
+    // deleted yet, and nothing can open them any more (even asked with an old clock).
+    store.epochs.destroy_through(e1).unwrap();
+    let (got, _) = store.fetch(&r, 10, e1 - 100).unwrap();
+    assert_eq!(got.len(), 1, "only the second epoch's envelope opens");
+    assert_eq!(store.sweep(e1).await.unwrap().count, 2);
+    store.close();
+    drop(store);
+    assert_eq!(
+        holds(dir.path(), &keys[0].1),
+        None,
+        "the first epoch key is gone"
+    );
+    assert!(holds(dir.path(), &keys[1].1).is_some());
+    assert_eq!(holds(dir.path(), MARKER), None);
+
+    // A restart keeps the live key, and the envelope under it opens.
+    let store = open(dir.path());
+    let (got, _) = store.fetch(&r, 10, e1 + 1).unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(unpad(got[0].body.as_slice()), Ok(MARKER));
+    store.sweep(e2).await.unwrap();
+    store.close();
+    drop(store);
+    // An image of the data directory now holds no key that opens any body: every key
+    // that ever sealed one is overwritten, and the key file is all zeros.
+    for (_, k) in &keys {
+        assert_eq!(holds(dir.path(), k), None);
+    }
+    let key_file = std::fs::read(dir.path().join(EPOCH_KEY_FILE)).unwrap();
+    assert!(!key_file.is_empty() && key_file.iter().all(|b| *b == 0));
+}
+
+#[tokio::test]
+async fn a_damaged_key_file_loses_its_bodies_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let (r, s) = (MailboxId([1; 32]), MailboxId([2; 32]));
+    let e = 1_800_000_000u64;
+    {
+        let store = open(dir.path());
+        store.create_mailbox(r, s, [3; 32]).await.unwrap();
+        store.send(s, e, body(b"lost")).await.unwrap();
+        store.close();
+    }
+    for damage in [vec![0xa5u8; 64], vec![1, 2, 3], Vec::new()] {
+        std::fs::write(dir.path().join(EPOCH_KEY_FILE), &damage).unwrap();
+        let store = open(dir.path());
+        let (got, _) = store.fetch(&r, 10, e - 100).unwrap();
+        assert!(got.is_empty(), "a body without its key is skipped");
+        // New sends work and open.
+        store.send(s, e + 3600, body(b"new")).await.unwrap();
+        let (got, _) = store.fetch(&r, 10, e - 100).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(unpad(got[0].body.as_slice()), Ok(&b"new"[..]));
+        store.ack(r, vec![got[0].id]).await.unwrap();
+        store.close();
+    }
+}
+
+#[tokio::test]
+async fn bodies_stored_before_sealing_are_sealed_when_the_store_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let (r, s) = (MailboxId([1; 32]), MailboxId([2; 32]));
+    let e = 1_800_000_000u64;
+    {
+        let store = open(dir.path());
+        store.create_mailbox(r, s, [3; 32]).await.unwrap();
+        store.send(s, e, body(MARKER)).await.unwrap();
+        store.close();
+    }
+    // Turn it into an older relay's database: plaintext bodies, no format, no keys.
+    {
+        let db = Database::create(dir.path().join(DB_FILE)).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut t = txn.open_table(ENVELOPES).unwrap();
+            let keys: Vec<Vec<u8>> = t
+                .iter()
+                .unwrap()
+                .map(|i| i.unwrap().0.value().to_vec())
+                .collect();
+            for k in keys {
+                t.insert(k.as_slice(), body(MARKER).as_slice()).unwrap();
+            }
+            txn.open_table(META)
+                .unwrap()
+                .remove(ENVELOPE_FORMAT_KEY)
+                .unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    std::fs::remove_file(dir.path().join(EPOCH_KEY_FILE)).unwrap();
+    let store = open(dir.path());
+    let (got, _) = store.fetch(&r, 10, e - 100).unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(unpad(got[0].body.as_slice()), Ok(MARKER));
+    assert_eq!(store.counts().unwrap().envelopes, 1);
+    // Sealed once only: a second open changes nothing.
+    store.close();
+    drop(store);
+    let store = open(dir.path());
+    assert_eq!(store.fetch(&r, 10, e - 100).unwrap().0.len(), 1);
+    store.close();
+}
+
+#[tokio::test]
+async fn one_time_prekeys_are_stored_in_random_slots_with_no_counter() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let tag = HandleTag([4; 32]);
+    let n = store
+        .publish(tag, [5; 32], vec![1; 10], vec![vec![7; 8]; 3])
+        .await
+        .unwrap();
+    assert_eq!(n, 3);
+    let txn = store.db.begin_read().unwrap();
+    let rec: DirectoryRecord = decode(
+        txn.open_table(DIRECTORY)
+            .unwrap()
+            .get(tag.as_bytes().as_slice())
+            .unwrap()
+            .unwrap()
+            .value(),
+        "directory",
+    )
+    .unwrap();
+    assert_eq!(rec.next_seq, 0, "no publish counter at rest");
+    let slots: Vec<u64> = txn
+        .open_table(ONE_TIME)
+        .unwrap()
+        .iter()
+        .unwrap()
+        .map(|i| {
+            let k = i.unwrap().0.value().to_vec();
+            u64::from_be_bytes(k[32..40].try_into().unwrap())
+        })
+        .collect();
+    assert_eq!(slots.len(), 3);
+    assert!(
+        slots.iter().all(|s| *s > 3),
+        "slots are not a sequence: {slots:?}"
+    );
+    drop(txn);
+    store.close();
 }

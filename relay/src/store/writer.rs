@@ -83,11 +83,11 @@ impl Pending {
 pub(super) fn writer_loop(
     db: &Database,
     rx: &std_mpsc::Receiver<Op>,
-    quotas: Quotas,
-    max_batch: usize,
+    (quotas, max_batch): (Quotas, usize),
     metrics: &Metrics,
     held: &Held,
     staged: Option<&tokio::sync::mpsc::UnboundedSender<Staged>>,
+    epochs: &EpochKeys,
 ) {
     // Blocks for the first operation, then takes whatever else is already waiting.
     let mut stopping = false;
@@ -111,7 +111,7 @@ pub(super) fn writer_loop(
         let n = batch.len();
         let mut pending = Vec::with_capacity(n);
         let mut delta = [0i64; PADDING_BUCKETS.len()];
-        let ok = match apply_batch(db, batch, quotas, &mut pending, &mut delta, staged) {
+        let ok = match apply_batch(db, batch, quotas, &mut pending, &mut delta, staged, epochs) {
             Ok(()) => {
                 for (gauge, d) in held.iter().zip(delta) {
                     if d >= 0 {
@@ -141,11 +141,13 @@ pub(super) fn apply_batch(
     pending: &mut Vec<Pending>,
     delta: &mut [i64; PADDING_BUCKETS.len()],
     staged: Option<&tokio::sync::mpsc::UnboundedSender<Staged>>,
+    epochs: &EpochKeys,
 ) -> Result<(), StoreError> {
     let mut new_envelopes = Staged::new();
     let txn = db.begin_write()?;
     {
         let mut w = Writer {
+            epochs,
             mailboxes: txn.open_table(MAILBOXES)?,
             senders: txn.open_table(SENDERS)?,
             envelopes: txn.open_table(ENVELOPES)?,
