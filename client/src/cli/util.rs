@@ -17,6 +17,18 @@ pub(crate) fn spinner(message: &str) -> ProgressBar {
     pb
 }
 
+/// Unix milliseconds as RFC 3339 (UTC, with the fraction if there is one), or `@msms`
+/// when out of range.
+pub(crate) fn rfc3339_ms(ms: u64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| format!("@{ms}ms"))
+}
+
 /// Unix seconds as RFC 3339 (UTC), or `@secs` when out of range.
 pub(crate) fn rfc3339(secs: u64) -> String {
     i64::try_from(secs)
