@@ -7,8 +7,10 @@ use crate::encoding::{BoundedVec, Signed, SignedBody, context};
 use crate::error::TrustError;
 use crate::keys::OrgKey;
 
-/// Most serials one list may carry.
-pub const MAX_REVOKED: usize = 65_536;
+/// Most serials one list may carry: as many as fit, at their longest encoding, in the
+/// 64 KiB a `PutRevocationList` or `RevocationList` message carries (`128 + 10 × 6 000`
+/// bytes), so every valid list can travel to and from every relay.
+pub const MAX_REVOKED: usize = 6_000;
 
 /// The signed fields of a revocation list, in wire order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

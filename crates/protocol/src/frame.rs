@@ -63,7 +63,13 @@ pub fn encode_frame<T: Serialize>(msg: &T) -> Result<Vec<u8>, EncodeError> {
     Ok(out)
 }
 
-fn decode_body_as<T: DeserializeOwned>(body: &[u8], what: &'static str) -> Result<T, DecodeError> {
+/// Decodes `body` as a `T`, which must be its only encoding: the whole body, and
+/// byte for byte what encoding the decoded value gives back (postcard itself would also
+/// take overlong varints, so one message could be spelled several ways).
+fn decode_body_as<T: DeserializeOwned + Serialize>(
+    body: &[u8],
+    what: &'static str,
+) -> Result<T, DecodeError> {
     if body.len() > MAX_FRAME_LEN {
         return Err(DecodeError::FrameTooLarge {
             len: body.len(),
@@ -71,7 +77,7 @@ fn decode_body_as<T: DeserializeOwned>(body: &[u8], what: &'static str) -> Resul
         });
     }
     match postcard::take_from_bytes::<T>(body) {
-        Ok((msg, [])) => Ok(msg),
+        Ok((msg, [])) if postcard::to_allocvec(&msg).is_ok_and(|again| again == body) => Ok(msg),
         _ => Err(DecodeError::Malformed { what }),
     }
 }

@@ -172,3 +172,29 @@ fn an_envelope_body_above_the_largest_bucket_is_refused() {
         Err(DecodeError::Malformed { what: "request" })
     );
 }
+
+#[test]
+fn varints_must_be_canonical_and_bools_zero_or_one() {
+    // `Ping { nonce: 0 }` is `0c 00` (variant 12, varint 0). The same zero spelled with a
+    // continuation byte, `80 00`, is not the canonical encoding.
+    assert_eq!(
+        decode_request(&[0x0c, 0x00]).unwrap(),
+        Request::Ping(postern_protocol::message::Ping { nonce: 0 })
+    );
+    let overlong = decode_request(&[0x0c, 0x80, 0x00]);
+    assert!(
+        matches!(overlong, Err(DecodeError::Malformed { .. })),
+        "an overlong varint is refused: {overlong:?}"
+    );
+    // A variant index spelled overlong.
+    assert!(decode_request(&[0x8c, 0x00, 0x00]).is_err());
+    // A u64 varint longer than ten bytes.
+    let mut long = vec![0x0c];
+    long.extend([0xff; 10]);
+    long.push(0x01);
+    assert!(decode_request(&long).is_err());
+    // A bool other than 00 or 01 (`Envelopes.more`).
+    let ok = postern_protocol::frame::decode_response(&[0x09, 0x00, 0x01]);
+    assert!(ok.is_ok(), "{ok:?}");
+    assert!(postern_protocol::frame::decode_response(&[0x09, 0x00, 0x02]).is_err());
+}

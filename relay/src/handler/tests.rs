@@ -717,3 +717,26 @@ async fn another_member_cannot_replace_a_directory_entry() {
         Response::Error(ErrorCode::QuotaExceeded)
     );
 }
+
+#[tokio::test]
+async fn the_largest_valid_revocation_list_travels_to_the_relay() {
+    use postern_identity::revocation::MAX_REVOKED;
+    use postern_protocol::limits::MAX_REVOCATION_LIST_LEN;
+    let f = Fixture::new(|_| {});
+    // Serials at their longest encoding (ten-byte varints).
+    let serials: Vec<u64> = (0..MAX_REVOKED as u64).map(|i| u64::MAX - i).collect();
+    let list = f.org.revocations(1, serials).encode();
+    assert!(
+        list.len() <= MAX_REVOCATION_LIST_LEN,
+        "{} bytes do not fit a {MAX_REVOCATION_LIST_LEN}-byte field",
+        list.len()
+    );
+    let s = Session::new(1, IpAddr::from([192, 0, 2, 1]), [1; 32], 100, f.t0);
+    let put = Request::PutRevocationList(PutRevocationList {
+        list: Bytes::new(list).unwrap(),
+    });
+    assert_eq!(
+        f.call(&s, put, 0).await.0,
+        Response::RevocationListAccepted(RevocationListAccepted { version: 1 })
+    );
+}
