@@ -12,6 +12,8 @@ impl Deliveries<'_> {
         if self.outbox.is_empty() {
             return Ok(report);
         }
+        // Delivery messages live as long as the org allows (a courier may be offline for
+        // days); at the relay every envelope has that TTL anyway (`Member::send`).
         let policy = self.member.policy()?;
         let mut ttl = policy.max_ttl_secs;
         if conn.relay_max_ttl_secs > 0 {

@@ -62,9 +62,12 @@ impl Member {
             .into_iter()
             .find(|c| c.handle == to)
             .ok_or_else(|| MemberError::UnknownHandle(to.to_owned()))?;
+        // One relay TTL for every envelope, whatever it carries: the org's maximum (capped
+        // to the relay's). The message's own expiry is inside the encryption, so the
+        // relay's copy says nothing about the content type or the chosen TTL.
         let req = Request::Send(SendEnvelope {
             to: MailboxId(contact.sender),
-            ttl_secs: u32::try_from(ttl.as_secs()).unwrap_or(u32::MAX),
+            ttl_secs: relay_ttl(&self.policy()?, conn.relay_max_ttl_secs),
             body: Bytes::new(padded).map_err(|_| MemberError::TooLong(body.len()))?,
         });
         match conn.request("storing the message", &req).await? {
@@ -136,6 +139,17 @@ impl Member {
     }
 }
 
+/// The TTL every envelope is stored with at the relay: the org's maximum, capped to the
+/// relay's (`0`: not known).
+pub(super) fn relay_ttl(policy: &Policy, relay_max_ttl_secs: u32) -> u32 {
+    let org = u32::try_from(policy.max_ttl_secs).unwrap_or(u32::MAX);
+    match relay_max_ttl_secs {
+        0 => org,
+        relay => org.min(relay),
+    }
+    .max(1)
+}
+
 /// The TTL rule: `requested`, else the org's default; refused if zero, above the org's
 /// maximum, or above the relay's (`0`: the relay's is not known yet).
 pub(super) fn resolve_ttl(
@@ -189,6 +203,18 @@ mod tests {
             48 * HOUR
         );
         assert_eq!(resolve_ttl(Some(HOUR), &policy(), 3600).unwrap(), HOUR);
+    }
+
+    #[test]
+    fn every_envelope_gets_the_same_relay_ttl_whatever_its_own() {
+        assert_eq!(relay_ttl(&policy(), 0), 48 * 3600);
+        assert_eq!(relay_ttl(&policy(), 3600), 3600);
+        assert_eq!(relay_ttl(&policy(), 100 * 3600), 48 * 3600);
+        let huge = Policy {
+            max_ttl_secs: u64::MAX,
+            ..policy()
+        };
+        assert_eq!(relay_ttl(&huge, 0), u32::MAX);
     }
 
     #[test]
