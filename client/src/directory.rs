@@ -29,7 +29,11 @@ pub const ONE_TIME_LABEL: &[u8] = b"postern/1 directory one-time\0";
 /// First byte of every sealed blob.
 pub const SEALED_VERSION: u8 = 1;
 /// First byte of an entry's plaintext.
-pub const ENTRY_VERSION: u8 = 1;
+pub const ENTRY_VERSION: u8 = 2;
+/// Every entry plaintext is padded (ISO/IEC 7816-4: `0x80` then zeros) to exactly this
+/// many bytes, so no entry's size tells one member from another (a handle's length, a
+/// certificate's).
+pub const ENTRY_PLAINTEXT_LEN: usize = 4096;
 /// Nonce length (XChaCha20-Poly1305).
 pub const NONCE_LEN: usize = 24;
 /// Bytes a sealed blob adds to its plaintext: version, nonce, tag.
@@ -186,22 +190,38 @@ pub struct EntryContent {
 
 impl EntryContent {
     /// `ENTRY_VERSION || u16 BE certificate length || certificate || sender id (32) ||
-    /// public prekeys (rest)`.
+    /// public prekeys || 0x80 || zeros`, [`ENTRY_PLAINTEXT_LEN`] bytes in all.
     pub fn encode(&self) -> Result<Vec<u8>, DirectoryError> {
         let len = u16::try_from(self.certificate.len())
             .map_err(|_| DirectoryError::Malformed("certificate too long"))?;
-        let mut out = Vec::with_capacity(3 + self.certificate.len() + 32 + self.prekeys.len());
+        let mut out = Vec::with_capacity(ENTRY_PLAINTEXT_LEN);
         out.push(ENTRY_VERSION);
         out.extend_from_slice(&len.to_be_bytes());
         out.extend_from_slice(&self.certificate);
         out.extend_from_slice(self.sender.as_bytes());
         out.extend_from_slice(&self.prekeys);
+        if out.len() >= ENTRY_PLAINTEXT_LEN {
+            return Err(DirectoryError::Malformed(
+                "entry too long for its padded size",
+            ));
+        }
+        out.push(0x80);
+        out.resize(ENTRY_PLAINTEXT_LEN, 0);
         Ok(out)
     }
 
     /// Parses [`Self::encode`].
     pub fn decode(bytes: &[u8]) -> Result<Self, DirectoryError> {
         let bad = DirectoryError::Malformed;
+        if bytes.len() != ENTRY_PLAINTEXT_LEN {
+            return Err(bad("not the padded entry size"));
+        }
+        let end = bytes
+            .iter()
+            .rposition(|b| *b != 0)
+            .filter(|&i| bytes[i] == 0x80)
+            .ok_or(bad("bad padding"))?;
+        let bytes = &bytes[..end];
         let (&version, rest) = bytes.split_first().ok_or(bad("empty"))?;
         if version != ENTRY_VERSION {
             return Err(bad("unknown entry version"));
@@ -308,14 +328,23 @@ mod tests {
             prekeys: vec![0x9e; 3],
         };
         let plain = content.encode().unwrap();
+        let unpadded = 1 + 2 + 4 + 32 + 3;
         let entry = seal_with_nonce(&org, &lookup, BlobKind::Entry, &plain, [0x55; 24]).unwrap();
+        let zeros = ENTRY_PLAINTEXT_LEN - unpadded - 1;
         let one =
             seal_with_nonce(&org, &lookup, BlobKind::OneTime, b"one-time", [0x66; 24]).unwrap();
         vec![
             ("lookup key", hex::encode(lookup.as_bytes())),
             ("seal key", hex::encode(*seal_key(&org))),
-            ("entry plaintext", hex::encode(&plain)),
-            ("sealed entry", hex::encode(&entry)),
+            (
+                "entry plaintext",
+                format!("{}80 (zeros: {zeros})", hex::encode(&plain[..unpadded])),
+            ),
+            ("sealed entry length", format!("{} bytes", entry.len())),
+            (
+                "sealed entry SHA-256",
+                hex::encode(<Sha256 as sha2::Digest>::digest(&entry)),
+            ),
             ("sealed one-time", hex::encode(&one)),
         ]
     }
@@ -375,6 +404,49 @@ mod tests {
         for cut in [0, 1, 2, 3, 302, 333] {
             assert!(EntryContent::decode(&bytes[..cut]).is_err(), "cut {cut}");
         }
+    }
+
+    #[test]
+    fn every_entry_is_one_size_and_bad_padding_is_refused() {
+        let org = vector_key();
+        let entry = |cert_len: usize, prekeys_len: usize| EntryContent {
+            certificate: vec![0xc0; cert_len],
+            sender: MailboxId([0x22; 32]),
+            prekeys: vec![0x9e; prekeys_len],
+        };
+        let (small, large) = (entry(4, 3), entry(512, 2400));
+        let (a, b) = (small.encode().unwrap(), large.encode().unwrap());
+        assert_eq!(
+            (a.len(), b.len()),
+            (ENTRY_PLAINTEXT_LEN, ENTRY_PLAINTEXT_LEN)
+        );
+        let lookup = lookup_key(&org, "alice");
+        let (sa, sb) = (
+            seal(&org, &lookup, BlobKind::Entry, &a).unwrap(),
+            seal(&org, &lookup, BlobKind::Entry, &b).unwrap(),
+        );
+        assert_eq!(sa.len(), sb.len());
+        assert_eq!(EntryContent::decode(&b).unwrap(), large);
+        // Prekeys that end in what looks like padding survive the round trip.
+        let tricky = EntryContent {
+            prekeys: vec![0x9e, 0x80, 0x00],
+            ..entry(4, 0)
+        };
+        assert_eq!(
+            EntryContent::decode(&tricky.encode().unwrap()).unwrap(),
+            tricky
+        );
+        // Too long to pad, another size, no marker, the old unpadded version.
+        assert!(entry(512, 4000).encode().is_err());
+        assert!(EntryContent::decode(&a[..ENTRY_PLAINTEXT_LEN - 1]).is_err());
+        let mut no_marker = a.clone();
+        let marker = no_marker.iter().rposition(|b| *b == 0x80).unwrap();
+        no_marker[marker] = 0;
+        assert!(EntryContent::decode(&no_marker).is_err());
+        let mut v1 = a.clone();
+        v1[0] = 1;
+        assert!(EntryContent::decode(&v1).is_err());
+        assert!(EntryContent::decode(&[0; ENTRY_PLAINTEXT_LEN]).is_err());
     }
 
     #[test]
