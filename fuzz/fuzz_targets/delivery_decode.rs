@@ -9,7 +9,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use postern::delivery::{
-    MAX_COORDINATORS, MEMBERS_BODY_PREFIX, SECRET_BODY_PREFIX, decode_coordinator_list,
+    BUNDLE_BODY_PREFIX, MAX_BUNDLE, MAX_COORDINATORS, MEMBERS_BODY_PREFIX, SECRET_BODY_PREFIX,
+    decode_bundle, decode_coordinator_list,
 };
 use postern_deliveries::{CoordinatorSecret, DeliveryBook, DeliveryEvent, Handle, Role};
 
@@ -20,6 +21,16 @@ const NOW: u64 = 1_800_000_000;
 
 /// Applies one message body to `book` as the client does.
 fn apply(book: &mut DeliveryBook, body: &[u8]) {
+    if let Some(rest) = body.strip_prefix(BUNDLE_BODY_PREFIX) {
+        if let Ok(parts) = decode_bundle(rest) {
+            assert!((2..=MAX_BUNDLE).contains(&parts.len()));
+            for part in parts {
+                assert!(!part.starts_with(BUNDLE_BODY_PREFIX));
+                apply(book, &part);
+            }
+        }
+        return;
+    }
     if let Some(rest) = body.strip_prefix(SECRET_BODY_PREFIX) {
         if let Ok(secret) = CoordinatorSecret::decode(rest) {
             book.add_secret(secret);

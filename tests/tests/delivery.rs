@@ -5,7 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use postern::delivery::{
-    Deliveries, DeliveryError, MEMBERS_BODY_PREFIX, NewDeliveryRequest, SECRET_BODY_PREFIX, Update,
+    BUNDLE_BODY_PREFIX, Deliveries, DeliveryError, MEMBERS_BODY_PREFIX, NewDeliveryRequest,
+    SECRET_BODY_PREFIX, Update, decode_bundle,
 };
 use postern::member::{Connection, Member, unix_now};
 use postern_deliveries::{
@@ -45,7 +46,10 @@ async fn courier_sync(
     let report = m.fetch(conn).await.unwrap();
     for msg in &report.new {
         if msg.content_type == ContentType::DeliveryEvent {
-            seen.push(msg.body.clone());
+            match msg.body.strip_prefix(BUNDLE_BODY_PREFIX) {
+                Some(rest) => seen.extend(decode_bundle(rest).unwrap()),
+                None => seen.push(msg.body.clone()),
+            }
         }
     }
     d.sync(conn).await.unwrap();
@@ -125,12 +129,17 @@ async fn deliveries_run_their_life_cycle_and_the_courier_never_holds_the_code() 
     assert!(cd.list().is_empty());
 
     // Two deliveries for courier-a; the first also involves coord-2.
+    let held = || w.relay().store().counts().unwrap().envelopes;
+    let before = held();
     let d1 = cd
         .create(&cc, request("courier-a", "F-1042", &["coord-2"]))
         .await
         .unwrap();
     assert!(d1.delivered.queued.is_empty());
     assert_eq!(d1.delivered.sent_to, vec!["coord-2", "courier-a"]);
+    // The creation (events, coordinator list, and coord-2's secret) is one envelope per
+    // recipient at the relay, not a burst of them to one mailbox.
+    assert_eq!(held() - before, 2, "one envelope per recipient");
     let d2 = cd
         .create(&cc, request("courier-a", "F-2077", &[]))
         .await

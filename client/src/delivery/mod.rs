@@ -22,7 +22,11 @@
 //!   coordinators on the delivery, sent with the creation to everyone involved, so that
 //!   the courier and the other coordinators know whom to tell about later events.
 //!   Accepted only from a coordinator or admin. The `created` event has no field for
-//!   them, so they are tracked here, per delivery, on each client.
+//!   them, so they are tracked here, per delivery, on each client;
+//! * [`BUNDLE_BODY_PREFIX`] ‖ postcard(list of 2 to [`MAX_BUNDLE`] bodies of the kinds
+//!   above): everything queued for one recipient, sent as one message, so that a
+//!   delivery's creation is one envelope per recipient at the relay. Each body in it is
+//!   checked and applied as if it had come alone, from the same sender.
 //!
 //! The hand-off code itself is never sent by anyone: it is returned once by
 //! [`Deliveries::create`] for the coordinator to give the family out of band.
@@ -63,6 +67,12 @@ pub const MEMBERS_BODY_PREFIX: &[u8] = b"postern/1 delivery-members\0";
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(7 * 86_400);
 /// Most coordinators listed on one delivery.
 pub const MAX_COORDINATORS: usize = 16;
+/// Body prefix of a bundle: several delivery message bodies for one recipient in one
+/// message, so that a delivery's creation (events, coordinator list, secret) is one
+/// envelope per recipient at the relay, as a chat message is.
+pub const BUNDLE_BODY_PREFIX: &[u8] = b"postern/1 delivery-bundle\0";
+/// Most bodies in one bundle.
+pub const MAX_BUNDLE: usize = 8;
 
 const FORMAT: u8 = 1;
 
@@ -75,8 +85,8 @@ mod types;
 pub use error::DeliveryError;
 #[cfg(test)]
 pub(crate) use error::DeliveryErrorDiscriminants;
-pub use records::decode_coordinator_list;
 use records::*;
+pub use records::{decode_bundle, decode_coordinator_list};
 pub use types::{Created, Delivered, NewDeliveryRequest, SyncReport, Update};
 
 /// A member's deliveries, open over their account.

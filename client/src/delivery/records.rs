@@ -1,5 +1,5 @@
 //! The deliveries vault record, the outbox, and the bodies of delivery messages other
-//! than events: the coordinator secret and the coordinator list.
+//! than events: the coordinator secret, the coordinator list and the bundle.
 
 use super::*;
 
@@ -89,4 +89,56 @@ pub(super) fn members_body(
         .map_err(|_| DeliveryError::Corrupt("unencodable coordinator list"))?,
     );
     Ok(body)
+}
+
+/// A bundle of `bodies` for one recipient (at most [`MAX_BUNDLE`], none a bundle).
+pub(super) fn bundle_body(bodies: &[&[u8]]) -> Result<Zeroizing<Vec<u8>>, DeliveryError> {
+    let mut body = Zeroizing::new(BUNDLE_BODY_PREFIX.to_vec());
+    let parts: Vec<&[u8]> = bodies.to_vec();
+    body.extend(
+        postcard::to_allocvec(&parts).map_err(|_| DeliveryError::Corrupt("unencodable bundle"))?,
+    );
+    Ok(body)
+}
+
+/// Decodes a bundle (a message body after [`BUNDLE_BODY_PREFIX`], from a peer): 2 to
+/// [`MAX_BUNDLE`] bodies, none of them a bundle itself. Public for the fuzz target.
+pub fn decode_bundle(rest: &[u8]) -> Result<Vec<Vec<u8>>, &'static str> {
+    let parts: Vec<Vec<u8>> = postcard::from_bytes(rest).map_err(|_| "malformed bundle")?;
+    if parts.len() < 2 || parts.len() > MAX_BUNDLE {
+        return Err("a bundle holds 2 to 8 bodies");
+    }
+    if parts.iter().any(|p| p.starts_with(BUNDLE_BODY_PREFIX)) {
+        return Err("a bundle inside a bundle");
+    }
+    Ok(parts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bundles_round_trip_and_hostile_ones_are_refused() {
+        let parts: [&[u8]; 3] = [b"\x01event", SECRET_BODY_PREFIX, b""];
+        let body = bundle_body(&parts).unwrap();
+        let rest = body.strip_prefix(BUNDLE_BODY_PREFIX).unwrap();
+        assert_eq!(
+            decode_bundle(rest).unwrap(),
+            parts.iter().map(|p| p.to_vec()).collect::<Vec<_>>()
+        );
+        // One body is no bundle; more than MAX_BUNDLE is refused; no nesting.
+        let one = bundle_body(&parts[..1]).unwrap();
+        assert!(decode_bundle(one.strip_prefix(BUNDLE_BODY_PREFIX).unwrap()).is_err());
+        let many: Vec<&[u8]> = vec![b"x"; MAX_BUNDLE + 1];
+        let many = bundle_body(&many).unwrap();
+        assert!(decode_bundle(many.strip_prefix(BUNDLE_BODY_PREFIX).unwrap()).is_err());
+        let inner = bundle_body(&parts[..2]).unwrap();
+        let nested = bundle_body(&[&inner, b"x"]).unwrap();
+        assert!(decode_bundle(nested.strip_prefix(BUNDLE_BODY_PREFIX).unwrap()).is_err());
+        // Truncated, trailing junk, and a count that promises more than is there.
+        assert!(decode_bundle(&rest[..rest.len() - 1]).is_err());
+        assert!(decode_bundle(&[0xff, 0xff, 0xff, 0xff, 0x0f]).is_err());
+        assert!(decode_bundle(&[]).is_err());
+    }
 }

@@ -21,50 +21,71 @@ impl Deliveries<'_> {
         }
         let ttl = Duration::from_secs(ttl.max(1));
         let pending = std::mem::take(&mut self.outbox);
+        // One message per recipient and pass: their queued bodies go together, in order,
+        // so a delivery event makes one envelope per recipient, as a chat message does.
+        let mut recipients: Vec<String> = Vec::new();
+        for out in &pending {
+            if !recipients.contains(&out.to) {
+                recipients.push(out.to.clone());
+            }
+        }
         let mut keep = Vec::new();
-        for out in pending {
-            if out.coordinator_only {
-                match self.role_of(conn, &out.to).await {
+        for (i, to) in recipients.iter().enumerate() {
+            let mut mine: Vec<Outgoing> = pending.iter().filter(|o| &o.to == to).cloned().collect();
+            if mine.iter().any(|o| o.coordinator_only) {
+                match self.role_of(conn, to).await {
                     Ok(r) if is_coordinator(r) => {}
                     Ok(r) => {
                         report
                             .dropped
-                            .push(format!("{}: enrolled as {r}, not a coordinator", out.to));
-                        continue;
+                            .push(format!("{to}: enrolled as {r}, not a coordinator"));
+                        mine.retain(|o| !o.coordinator_only);
                     }
                     Err(DeliveryError::Member(e)) if e.is_refusal() => {
-                        report.dropped.push(format!("{}: {e}", out.to));
+                        report.dropped.push(format!("{to}: {e}"));
                         continue;
                     }
                     Err(_) => {
-                        report.queued.push(out.to.clone());
-                        keep.push(out);
+                        report.queued.push(to.clone());
+                        keep.extend(mine);
                         continue;
                     }
                 }
             }
-            match self
-                .member
-                .send(
-                    conn,
-                    &out.to,
-                    ContentType::DeliveryEvent,
-                    &out.body,
-                    Some(ttl),
-                )
-                .await
-            {
-                Ok(_) => report.sent_to.push(out.to.clone()),
-                Err(e) if e.is_refusal() => report.dropped.push(format!("{}: {e}", out.to)),
-                Err(MemberError::Vault(e)) => {
-                    keep.push(out);
-                    self.outbox = keep;
-                    self.save()?;
-                    return Err(MemberError::Vault(e).into());
-                }
-                Err(_) => {
-                    report.queued.push(out.to.clone());
-                    keep.push(out);
+            let chunks: Vec<&[Outgoing]> = mine.chunks(MAX_BUNDLE).collect();
+            for (c, chunk) in chunks.iter().enumerate() {
+                let body = match chunk {
+                    [one] => Zeroizing::new(one.body.clone()),
+                    many => {
+                        let bodies: Vec<&[u8]> = many.iter().map(|o| o.body.as_slice()).collect();
+                        bundle_body(&bodies)?
+                    }
+                };
+                match self
+                    .member
+                    .send(conn, to, ContentType::DeliveryEvent, &body, Some(ttl))
+                    .await
+                {
+                    Ok(_) => report.sent_to.push(to.clone()),
+                    Err(e) if e.is_refusal() => report.dropped.push(format!("{to}: {e}")),
+                    Err(MemberError::Vault(e)) => {
+                        // Keep what was not sent: this and the later chunks, and every
+                        // later recipient's messages.
+                        keep.extend(chunks[c..].iter().flat_map(|k| k.iter().cloned()));
+                        keep.extend(
+                            pending
+                                .iter()
+                                .filter(|o| recipients[i + 1..].contains(&o.to))
+                                .cloned(),
+                        );
+                        self.outbox = keep;
+                        self.save()?;
+                        return Err(MemberError::Vault(e).into());
+                    }
+                    Err(_) => {
+                        report.queued.push(to.clone());
+                        keep.extend(chunk.iter().cloned());
+                    }
                 }
             }
         }
@@ -93,10 +114,30 @@ impl Deliveries<'_> {
             .filter(|m| m.content_type == ContentType::DeliveryEvent)
             .collect();
         for m in &messages {
-            // A local failure (vault, relay) stops here: the unprocessed messages stay
-            // stored and are processed by the next sync.
-            if let Err(why) = self.process(conn, m, &mut report).await? {
-                report.refused.push(format!("from {}: {why}", m.sender));
+            // A bundle is its bodies, in order, each from the same sender.
+            let parts = match m.body.strip_prefix(BUNDLE_BODY_PREFIX) {
+                None => vec![m.clone()],
+                Some(rest) => match decode_bundle(rest) {
+                    Ok(bodies) => bodies
+                        .into_iter()
+                        .map(|body| {
+                            let mut part = m.clone();
+                            part.body = body;
+                            part
+                        })
+                        .collect(),
+                    Err(why) => {
+                        report.refused.push(format!("from {}: {why}", m.sender));
+                        continue;
+                    }
+                },
+            };
+            for part in &parts {
+                // A local failure (vault, relay) stops here: the unprocessed messages
+                // stay stored and are processed by the next sync.
+                if let Err(why) = self.process(conn, part, &mut report).await? {
+                    report.refused.push(format!("from {}: {why}", m.sender));
+                }
             }
         }
         report.verdicts = self.give_verdicts()?;
