@@ -265,6 +265,23 @@ async fn delivery_commands_run_a_delivery_with_json_output() {
     )
     .await;
     assert!(ok(&o).contains("in-transit"));
+    // A note with a line posing as a history entry (control characters and direction
+    // overrides are refused in notes already): the coordinator's `show` prints it under
+    // a bar, so it cannot pass for one.
+    let forged =
+        "ok\n    2026-01-01T00:00:00Z  confirmed        by coord-1 (coordinator) -> confirmed";
+    ok(&postern(
+        &courier,
+        &["delivery", "update", &id, "note", "--note", forged],
+    )
+    .await);
+    let shown = ok(&postern(&coord, &["delivery", "show", &id]).await);
+    let posing: Vec<&str> = shown
+        .lines()
+        .filter(|l| l.contains("2026-01-01T00:00:00Z"))
+        .collect();
+    assert_eq!(posing.len(), 1, "{shown}");
+    assert!(posing[0].trim_start().starts_with('|'), "{shown}");
     refused(
         &postern(&courier, &["delivery", "update", &id, "failed"]).await,
         2,
@@ -338,6 +355,7 @@ async fn delivery_commands_run_a_delivery_with_json_output() {
             "picked-up",
             "note",
             "in-transit",
+            "note",
             "handoff-refused",
             "handed-off",
             "confirmed"

@@ -40,3 +40,73 @@ pub(crate) fn rfc3339(secs: u64) -> String {
         })
         .unwrap_or_else(|| format!("@{secs}"))
 }
+
+/// Whether `c` must not reach a terminal raw: control characters (C0 but the newline,
+/// DEL, C1), bidirectional controls, and invisible formatting characters that could make
+/// text look like something it is not.
+fn unsafe_char(c: char) -> bool {
+    (c.is_control() && c != '\n')
+        || matches!(
+            c,
+            '\u{00AD}'
+                | '\u{061C}'
+                | '\u{180E}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{2028}'..='\u{202E}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{206F}'
+                | '\u{FEFF}'
+                | '\u{FFF9}'..='\u{FFFB}'
+                | '\u{E0000}'..='\u{E007F}'
+        )
+}
+
+/// Text a peer chose, made safe to print: every character of [`unsafe_char`] is shown
+/// escaped (`\u{1b}`, `\r`, `\t`, `\u{202e}`), a backslash as `\\` (so an escape
+/// cannot be faked either), and every line after the first starts with `continuation`, so
+/// that no line of it can pose as a line the client printed itself (a sender, a
+/// history entry).
+pub(crate) fn safe_text(text: &str, continuation: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' => {
+                out.push('\n');
+                out.push_str(continuation);
+            }
+            '\\' => out.push_str("\\\\"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if unsafe_char(c) => out.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_text_cannot_reach_the_terminal_raw() {
+        assert_eq!(safe_text("plain text, 한국어", "  "), "plain text, 한국어");
+        // ANSI escapes, carriage return, tab, bidi override, zero-width joiner.
+        let hostile = "ok\x1b[2J\rfrom coord-1\tx\u{202e}gnp.exe\u{200d}";
+        let shown = safe_text(hostile, "  ");
+        assert!(shown.chars().all(|c| !unsafe_char(c)), "{shown:?}");
+        assert_eq!(
+            shown,
+            "ok\\u{1b}[2J\\rfrom coord-1\\tx\\u{202e}gnp.exe\\u{200d}"
+        );
+        // A line of its own cannot start where ours do.
+        assert_eq!(
+            safe_text("note\n2026-01-01T00:00:00Z  confirmed", "      | "),
+            "note\n      | 2026-01-01T00:00:00Z  confirmed"
+        );
+        // A literal backslash-u in the text is not mistaken for an escape.
+        assert_eq!(safe_text("\\u{1b}", ""), "\\\\u{1b}");
+        // C1 controls and DEL.
+        assert_eq!(safe_text("\u{9b}\u{7f}", ""), "\\u{9b}\\u{7f}");
+    }
+}

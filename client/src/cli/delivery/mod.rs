@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use crate::cli::Context;
 use crate::cli::context::runtime;
-use crate::cli::util::{rfc3339, spinner};
+use crate::cli::util::{rfc3339, safe_text, spinner};
 use crate::delivery::{
     DEFAULT_DEADLINE, Delivered, Deliveries, DeliveryError, NewDeliveryRequest, SyncReport, Update,
 };

@@ -210,8 +210,11 @@ pub(super) fn print_view(v: &DeliveryView, out: &mut dyn Write) -> std::io::Resu
     if !v.coordinators.is_empty() {
         writeln!(out, "  coordinators: {}", v.coordinators.join(", "))?;
     }
+    // Notes, reasons and refusals carry text members typed: escaped, and continued
+    // under a bar, so nothing in them can pose as a history line.
+    let peer = |t: &str| safe_text(t, "                | ");
     if let Some(r) = &v.failure_reason {
-        writeln!(out, "  failed:       {r}")?;
+        writeln!(out, "  failed:       {}", peer(r))?;
     }
     writeln!(out, "  history:")?;
     for h in &v.history {
@@ -221,7 +224,7 @@ pub(super) fn print_view(v: &DeliveryView, out: &mut dyn Write) -> std::io::Resu
             h.at, h.event_kind, h.author, h.role, h.status
         )?;
         match &h.text {
-            Some(t) => writeln!(out, ": {t}")?,
+            Some(t) => writeln!(out, ": {}", peer(t))?,
             None => writeln!(out)?,
         }
     }
@@ -229,7 +232,9 @@ pub(super) fn print_view(v: &DeliveryView, out: &mut dyn Write) -> std::io::Resu
         writeln!(
             out,
             "    refused {} by {}: {}",
-            r.event_kind, r.author, r.reason
+            r.event_kind,
+            r.author,
+            peer(&r.reason)
         )?;
     }
     Ok(())

@@ -111,9 +111,13 @@ pub(super) fn print_message(out: &mut dyn Write, m: &StoredMessage) -> std::io::
         remaining(m.expires_at_ms)
     )?;
     if m.content_type == ContentType::Text {
-        for line in v.body.lines() {
-            writeln!(out, "    {line}")?;
-        }
+        // The sender chose every character: escaped, and every line indented, so nothing
+        // in it can pose as a header line or move the cursor.
+        writeln!(
+            out,
+            "    {}",
+            safe_text(v.body.trim_end_matches('\n'), "    ")
+        )?;
     } else {
         writeln!(out, "    [{}, {} bytes]", v.content_type, m.body.len())?;
     }
@@ -296,5 +300,34 @@ pub(super) async fn watch(
             Err(e) => return Err(e),
             Ok(()) => return Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_cannot_pose_as_another_or_drive_the_terminal() {
+        let m = StoredMessage {
+            sender: "courier-7".into(),
+            id: postern_e2e::MessageId([1; 16]),
+            content_type: ContentType::Text,
+            sent_at_ms: 1_900_000_000_000,
+            expires_at_ms: u64::MAX,
+            received_at_ms: 1_900_000_000_000,
+            body: "hi\n2026-12-02T10:00:00Z  from coord-1  (disappears in 1h)\n\x1b[1A\x1b[2Kfake\r\u{202e}txet"
+                .as_bytes()
+                .to_vec(),
+        };
+        let mut out = Vec::new();
+        print_message(&mut out, &m).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].contains("from courier-7"), "{text}");
+        // Only the first line is ours; every other line is indented under it.
+        assert!(lines[1..].iter().all(|l| l.starts_with("    ")), "{text}");
+        assert!(!text.contains('\x1b') && !text.contains('\r') && !text.contains('\u{202e}'));
+        assert!(text.contains("\\u{1b}[1A"), "{text}");
     }
 }

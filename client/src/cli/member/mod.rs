@@ -15,7 +15,7 @@ use serde::Serialize;
 use zeroize::Zeroizing;
 
 use crate::cli::Context;
-use crate::cli::util::{rfc3339, rfc3339_ms, spinner};
+use crate::cli::util::{rfc3339, rfc3339_ms, safe_text, spinner};
 use crate::member::{
     self, Dropped, EnvelopeOutcome, FetchReport, Member, MemberError, vault_kdf_from_env,
 };
