@@ -72,6 +72,9 @@ pub struct Messenger<'a> {
     trust: &'a dyn MemberTrust,
     /// The org's sealed-sender trust root (from the org descriptor).
     trust_root: PublicKey,
+    /// Longest a received message is kept from its receipt, whatever expiry its sender
+    /// wrote (the org's maximum TTL; `None`: the sender's expiry as written).
+    max_ttl: Option<Duration>,
 }
 
 fn member_address(name: &str) -> Result<ProtocolAddress, E2eError> {
@@ -96,20 +99,29 @@ impl<'a> Messenger<'a> {
             vault,
             trust,
             trust_root,
+            max_ttl: None,
         })
     }
 
+    /// Keeps received messages at most `max_ttl` from their receipt: a sender cannot make
+    /// a message outlive the org's policy on the recipient's device.
+    pub fn with_max_ttl(mut self, max_ttl: Duration) -> Self {
+        self.max_ttl = Some(max_ttl);
+        self
+    }
+
     /// A messenger whose sealed-sender trust root is the one certified in the org
-    /// descriptor (which the caller has checked is signed by its org's root).
+    /// descriptor (which the caller has checked is signed by its org's root), and which
+    /// keeps received messages no longer than the descriptor's maximum TTL from receipt.
     pub fn for_org(
         vault: &'a Vault,
         trust: &'a dyn MemberTrust,
         descriptor: &postern_identity::OrgDescriptor,
     ) -> Result<Self, E2eError> {
-        Self::new(
-            vault,
-            trust,
-            &descriptor.body().sealed_sender_trust_root.to_bytes(),
+        let body = descriptor.body();
+        Ok(
+            Self::new(vault, trust, &body.sealed_sender_trust_root.to_bytes())?
+                .with_max_ttl(Duration::from_secs(body.policy.max_ttl_secs)),
         )
     }
 
@@ -355,7 +367,7 @@ impl<'a> Messenger<'a> {
             })
         })?);
         let plaintext = Plaintext::decode(&bytes)?;
-        let received = store_received(&tx, peer, plaintext, now)?;
+        let received = store_received(&tx, peer, plaintext, now, self.max_ttl)?;
         tx.commit()?;
         Ok(received)
     }
@@ -416,10 +428,16 @@ fn check_sender_certificate(
 fn store_received(
     tx: &Tx<'_>,
     sender: String,
-    plaintext: Plaintext,
+    mut plaintext: Plaintext,
     now: SystemTime,
+    max_ttl: Option<Duration>,
 ) -> Result<Received, E2eError> {
     let key = message_key(&sender, &plaintext.id);
+    let now_ms = unix_ms(now);
+    if let Some(max) = max_ttl {
+        let cap = now_ms.saturating_add(u64::try_from(max.as_millis()).unwrap_or(u64::MAX));
+        plaintext.expires_at_ms = plaintext.expires_at_ms.min(cap);
+    }
     if tx.get(Table::Seen, &key)?.is_some() {
         return Ok(Received::Duplicate {
             sender,
@@ -427,7 +445,6 @@ fn store_received(
         });
     }
     tx.put(Table::Seen, &key, &plaintext.expires_at_ms.to_be_bytes())?;
-    let now_ms = unix_ms(now);
     if plaintext.expires_at_ms <= now_ms {
         return Ok(Received::Expired {
             sender,

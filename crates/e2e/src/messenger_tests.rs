@@ -559,3 +559,52 @@ fn the_trust_root_can_come_from_the_signed_org_descriptor() {
         Received::New(_)
     ));
 }
+
+#[test]
+fn a_sender_cannot_make_a_message_outlive_the_receivers_limit() {
+    let w = world();
+    let now = SystemTime::now();
+    let now_ms = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    // A hostile (or mistaken) sender asks for forever.
+    let forever = w
+        .m(&w.alice)
+        .send(
+            "bob",
+            ContentType::Text,
+            b"keep me",
+            Duration::from_secs(u64::MAX / 2000),
+            now,
+        )
+        .unwrap();
+    let bob = w.m(&w.bob).with_max_ttl(Duration::from_secs(3600));
+    let Received::New(m) = bob.receive(&forever.sealed, now).unwrap() else {
+        panic!("not received");
+    };
+    assert_eq!(
+        m.expires_at_ms,
+        now_ms + 3_600_000,
+        "clamped to receipt + the limit"
+    );
+    // What is stored is the clamped expiry: gone after the limit.
+    let after = now + Duration::from_secs(3601);
+    assert!(w.bob.messages(after).unwrap().iter().all(|s| s.id != m.id));
+    assert_eq!(w.bob.purge_expired(after).unwrap(), 1);
+    // A shorter expiry than the limit is kept as the sender wrote it.
+    let short = w
+        .m(&w.alice)
+        .send(
+            "bob",
+            ContentType::Text,
+            b"brief",
+            Duration::from_secs(60),
+            now,
+        )
+        .unwrap();
+    let Received::New(m) = bob.receive(&short.sealed, now).unwrap() else {
+        panic!("not received");
+    };
+    assert_eq!(m.expires_at_ms, now_ms + 60_000);
+}
