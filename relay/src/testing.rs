@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use postern_identity::{
     DeviceKeyPair, Handle, OrgRoot, RelayAddress, RevocationList, RevocationListBody, Role,
@@ -27,10 +27,7 @@ use crate::store::{Quotas, Store, StoreCounts};
 
 /// Unix seconds now.
 pub fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    crate::state::unix_now()
 }
 
 /// An org root that issues certificates and revocation lists for tests.

@@ -94,9 +94,8 @@ pub(super) fn members_body(
 /// A bundle of `bodies` for one recipient (at most [`MAX_BUNDLE`], none a bundle).
 pub(super) fn bundle_body(bodies: &[&[u8]]) -> Result<Zeroizing<Vec<u8>>, DeliveryError> {
     let mut body = Zeroizing::new(BUNDLE_BODY_PREFIX.to_vec());
-    let parts: Vec<&[u8]> = bodies.to_vec();
     body.extend(
-        postcard::to_allocvec(&parts).map_err(|_| DeliveryError::Corrupt("unencodable bundle"))?,
+        postcard::to_allocvec(bodies).map_err(|_| DeliveryError::Corrupt("unencodable bundle"))?,
     );
     Ok(body)
 }

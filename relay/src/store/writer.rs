@@ -199,6 +199,14 @@ pub(super) fn apply_batch(
                     pending.push(Pending::Deleted(reply, Ok(r)));
                 }
                 Op::Sweep { now, reply } => {
+                    // Keys of passed epochs go first (here, off the async threads: it
+                    // flushes the key file), so their bodies cannot be opened even
+                    // before they are deleted.
+                    if let Err(e) = w.epochs.destroy_through(now) {
+                        tracing::error!(error = %e, "cannot destroy expired epoch keys");
+                        pending.push(Pending::Deleted(reply, Err(ErrorCode::Internal)));
+                        continue;
+                    }
                     let r = w.sweep(now)?;
                     pending.push(Pending::Deleted(reply, Ok(r)));
                 }
