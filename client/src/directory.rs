@@ -29,7 +29,7 @@ pub const ONE_TIME_LABEL: &[u8] = b"postern/1 directory one-time\0";
 /// First byte of every sealed blob.
 pub const SEALED_VERSION: u8 = 1;
 /// First byte of an entry's plaintext.
-pub const ENTRY_VERSION: u8 = 2;
+pub const ENTRY_VERSION: u8 = 3;
 /// Every entry plaintext is padded (ISO/IEC 7816-4: `0x80` then zeros) to exactly this
 /// many bytes, so no entry's size tells one member from another (a handle's length, a
 /// certificate's).
@@ -177,6 +177,34 @@ pub fn open(
         .map_err(|_| DirectoryError::Tampered)
 }
 
+/// The Ed25519 seed of a mailbox's sender key: whoever holds it may deliver into the
+/// mailbox (the relay checks each `Send` against the public half). Shared with every
+/// member through the directory entry, so it proves membership of the org, not who sends.
+/// Zeroized on drop; `Debug` does not show it.
+#[derive(
+    Clone,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    zeroize::Zeroize,
+    zeroize::ZeroizeOnDrop,
+)]
+pub struct SenderKeySeed(pub [u8; 32]);
+
+impl std::fmt::Debug for SenderKeySeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SenderKeySeed(..)")
+    }
+}
+
+impl SenderKeySeed {
+    /// The signing key.
+    pub fn key_pair(&self) -> postern_identity::DeviceKeyPair {
+        postern_identity::DeviceKeyPair::from_seed(&self.0)
+    }
+}
+
 /// What a directory entry holds, before verification.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EntryContent {
@@ -184,13 +212,16 @@ pub struct EntryContent {
     pub certificate: Vec<u8>,
     /// The sender id of the member's mailbox.
     pub sender: MailboxId,
+    /// The seed of that mailbox's sender key.
+    pub sender_key: SenderKeySeed,
     /// `postern_e2e::encode_public_prekeys` bytes.
     pub prekeys: Vec<u8>,
 }
 
 impl EntryContent {
     /// `ENTRY_VERSION || u16 BE certificate length || certificate || sender id (32) ||
-    /// public prekeys || 0x80 || zeros`, [`ENTRY_PLAINTEXT_LEN`] bytes in all.
+    /// sender key seed (32) || public prekeys || 0x80 || zeros`, [`ENTRY_PLAINTEXT_LEN`]
+    /// bytes in all.
     pub fn encode(&self) -> Result<Vec<u8>, DirectoryError> {
         let len = u16::try_from(self.certificate.len())
             .map_err(|_| DirectoryError::Malformed("certificate too long"))?;
@@ -199,6 +230,7 @@ impl EntryContent {
         out.extend_from_slice(&len.to_be_bytes());
         out.extend_from_slice(&self.certificate);
         out.extend_from_slice(self.sender.as_bytes());
+        out.extend_from_slice(&self.sender_key.0);
         out.extend_from_slice(&self.prekeys);
         if out.len() >= ENTRY_PLAINTEXT_LEN {
             return Err(DirectoryError::Malformed(
@@ -231,16 +263,20 @@ impl EntryContent {
         }
         let (len, rest) = rest.split_at(2);
         let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
-        if rest.len() < len + 32 {
+        if rest.len() < len + 64 {
             return Err(bad("truncated"));
         }
         let (certificate, rest) = rest.split_at(len);
-        let (sender, prekeys) = rest.split_at(32);
+        let (sender, rest) = rest.split_at(32);
+        let (sender_key, prekeys) = rest.split_at(32);
         let mut id = [0u8; 32];
         id.copy_from_slice(sender);
+        let mut seed = SenderKeySeed([0u8; 32]);
+        seed.0.copy_from_slice(sender_key);
         Ok(Self {
             certificate: certificate.to_vec(),
             sender: MailboxId(id),
+            sender_key: seed,
             prekeys: prekeys.to_vec(),
         })
     }
@@ -254,6 +290,8 @@ pub struct VerifiedEntry {
     pub certificate: MemberCertificate,
     /// Where to deliver to the member.
     pub sender: MailboxId,
+    /// The key a send to `sender` is signed with.
+    pub sender_key: SenderKeySeed,
     /// The member's long-lived public prekeys, signed by the certified identity key.
     pub prekeys: PublicPreKeys,
 }
@@ -292,6 +330,7 @@ pub fn verify_entry(
     Ok(VerifiedEntry {
         certificate,
         sender: content.sender,
+        sender_key: content.sender_key.clone(),
         prekeys,
     })
 }
@@ -325,10 +364,11 @@ mod tests {
         let content = EntryContent {
             certificate: vec![0xc0; 4],
             sender: MailboxId([0x22; 32]),
+            sender_key: SenderKeySeed([0x99; 32]),
             prekeys: vec![0x9e; 3],
         };
         let plain = content.encode().unwrap();
-        let unpadded = 1 + 2 + 4 + 32 + 3;
+        let unpadded = 1 + 2 + 4 + 32 + 32 + 3;
         let entry = seal_with_nonce(&org, &lookup, BlobKind::Entry, &plain, [0x55; 24]).unwrap();
         let zeros = ENTRY_PLAINTEXT_LEN - unpadded - 1;
         let one =
@@ -397,11 +437,16 @@ mod tests {
         let c = EntryContent {
             certificate: vec![1; 300],
             sender: MailboxId([7; 32]),
+            sender_key: SenderKeySeed([8; 32]),
             prekeys: vec![9; 1000],
         };
         let bytes = c.encode().unwrap();
         assert_eq!(EntryContent::decode(&bytes).unwrap(), c);
-        for cut in [0, 1, 2, 3, 302, 333] {
+        assert!(
+            !format!("{c:?}").contains("8, 8"),
+            "the sender key is not shown"
+        );
+        for cut in [0, 1, 2, 3, 302, 333, 365] {
             assert!(EntryContent::decode(&bytes[..cut]).is_err(), "cut {cut}");
         }
     }
@@ -412,6 +457,7 @@ mod tests {
         let entry = |cert_len: usize, prekeys_len: usize| EntryContent {
             certificate: vec![0xc0; cert_len],
             sender: MailboxId([0x22; 32]),
+            sender_key: SenderKeySeed([0x99; 32]),
             prekeys: vec![0x9e; prekeys_len],
         };
         let (small, large) = (entry(4, 3), entry(512, 2400));
@@ -443,9 +489,11 @@ mod tests {
         let marker = no_marker.iter().rposition(|b| *b == 0x80).unwrap();
         no_marker[marker] = 0;
         assert!(EntryContent::decode(&no_marker).is_err());
-        let mut v1 = a.clone();
-        v1[0] = 1;
-        assert!(EntryContent::decode(&v1).is_err());
+        for old in [1, 2] {
+            let mut v = a.clone();
+            v[0] = old;
+            assert!(EntryContent::decode(&v).is_err());
+        }
         assert!(EntryContent::decode(&[0; ENTRY_PLAINTEXT_LEN]).is_err());
     }
 

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use postern::directory::{self, BlobKind, EntryContent};
-use postern::member::{Member, MemberError};
+use postern::member::{Member, MemberError, SendPath};
 use postern::org::Issuer;
 use postern_e2e::KdfParams;
 use postern_e2e::sender_certificate::{SealedSenderKeys, generate_sealed_sender_keys};
@@ -366,12 +366,16 @@ async fn bad_inputs_are_refused_with_their_cause() {
     raw.authenticate(&mallory).await.unwrap();
     let bob_prekeys = {
         // A genuine entry's prekeys, lifted from the directory.
-        let (entry, _) = alice.lookup(&a, "bob", false).await.unwrap();
+        let (entry, _) = alice
+            .lookup(a.anonymous().await.unwrap(), "bob", false)
+            .await
+            .unwrap();
         postern_e2e::encode_public_prekeys(&entry.prekeys).unwrap()
     };
     let forged = EntryContent {
         certificate: mallory_cert.encode(),
         sender: postern_protocol::ids::MailboxId([9; 32]),
+        sender_key: directory::SenderKeySeed([9; 32]),
         prekeys: bob_prekeys,
     }
     .encode()
@@ -450,14 +454,16 @@ async fn messages_from_a_revoked_member_are_dropped_and_garbage_is_counted() {
         .await
         .unwrap();
     // Garbage in alice's mailbox: a padded random body sent to her sender id.
-    let (entry, _) = bob.lookup(&b, "alice", false).await.unwrap();
+    let anonymous = b.anonymous().await.unwrap();
+    let (entry, _) = bob.lookup(anonymous, "alice", false).await.unwrap();
     let junk = postern_protocol::padding::pad(&[0x11; 300]).unwrap();
-    b.relay()
-        .request(&Request::Send(postern_protocol::message::SendEnvelope {
-            to: entry.sender,
-            ttl_secs: 600,
-            body: Bytes::new(junk).unwrap(),
-        }))
+    anonymous
+        .send(
+            entry.sender,
+            600,
+            Bytes::new(junk).unwrap(),
+            &entry.sender_key.key_pair(),
+        )
         .await
         .unwrap();
     b.close().await;

@@ -7,7 +7,8 @@
 //!    storage — the transport's ceiling for this protocol;
 //! 3. the raw redb group-commit rate (1 KiB values, a batch per fdatasync) for three key
 //!    patterns and three batch sizes; the best of them is taken as the disk's limit;
-//! 4. the relay (a real `postern-relay` process): N senders and N subscribed recipients,
+//! 4. the relay (a real `postern-relay` process): N anonymous senders (each send signed
+//!    with the mailbox's sender key) and N subscribed recipients (owner connections),
 //!    1 KiB padded envelopes, each send acknowledged only once durable; recipients
 //!    acknowledge what they receive, as the client does, so the relay deletes it —
 //!    durable sends per second, p50/p99 send-to-delivery latency, the CPU the relay and
@@ -354,7 +355,11 @@ async fn store_alone(dir: &Path, concurrency: usize) -> f64 {
         MailboxId::random(&mut rand::rng()),
         MailboxId::random(&mut rand::rng()),
     );
-    store.create_mailbox(r, s, [1; 32]).await.unwrap();
+    let sender_key = DeviceKeyPair::generate().public_key().to_bytes();
+    store
+        .create_mailbox(r, s, [1; 32], sender_key)
+        .await
+        .unwrap();
     let body: EnvelopeBody = Bytes::new(pad(&[0x42; 900]).unwrap()).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
@@ -363,7 +368,10 @@ async fn store_alone(dir: &Path, concurrency: usize) -> f64 {
         let (store, stop, done, body) = (store.clone(), stop.clone(), done.clone(), body.clone());
         tasks.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
-                store.send(s, u64::MAX, body.clone()).await.unwrap();
+                store
+                    .send(s, sender_key, u64::MAX, body.clone())
+                    .await
+                    .unwrap();
                 done.fetch_add(1, Ordering::Relaxed);
             }
         }));
@@ -477,6 +485,12 @@ fn spawn_relay(dir: &Path, org: &OrgRoot) -> Relay {
         c.limits.max_concurrent_requests = 256;
         c.limits.mailbox_max_envelopes = 1_000_000;
         c.limits.mailbox_max_bytes = 1 << 40;
+        // Every sender is on 127.0.0.1, each writing to one queue: the per-address and
+        // per-queue budgets would measure the limiter, not the relay.
+        c.limits.anonymous_requests_per_minute = 1_000_000_000;
+        c.limits.anonymous_request_burst = 1_000_000_000;
+        c.limits.queue_sends_per_minute = 1_000_000_000;
+        c.limits.queue_send_burst = 1_000_000_000;
         c.limits.sweep_interval_secs = Limits::default().sweep_interval_secs;
     });
     // BENCH_RELAY_BIN runs another build of the relay against the same load (A/B).
@@ -554,6 +568,8 @@ async fn relay_load(
             .unwrap();
         rc.authenticate(&rm).await.unwrap();
         let owner = postern_identity::DeviceKeyPair::generate();
+        // Its private half is what the sender holds: every send is signed with it.
+        let sender_key = Arc::new(postern_identity::DeviceKeyPair::generate());
         let (recipient, sender_id) = (
             MailboxId::random(&mut rand::rng()),
             MailboxId::random(&mut rand::rng()),
@@ -562,6 +578,7 @@ async fn relay_load(
             recipient,
             sender: sender_id,
             owner: FixedBytes(owner.public_key().to_bytes()),
+            sender_key: FixedBytes(sender_key.public_key().to_bytes()),
         }))
         .await
         .unwrap();
@@ -605,15 +622,20 @@ async fn relay_load(
                 }
             }
         }));
-        // Sender.
-        let sm = Arc::new(member(org, &format!("sender-{i}")));
-        let mut sc = RelayConnection::connect_addr(relay.addr, relay.pin)
+        // Sender: an anonymous connection (senders never authenticate), each send signed
+        // with the mailbox's sender key.
+        let sc = RelayConnection::connect_addr(relay.addr, relay.pin)
             .await
             .unwrap();
-        sc.authenticate(&*sm).await.unwrap();
         let sc = Arc::new(sc);
         for _ in 0..in_flight {
-            let (sc, stop, acked, body) = (sc.clone(), stop.clone(), acked.clone(), body.clone());
+            let (sc, stop, acked, body, sender_key) = (
+                sc.clone(),
+                stop.clone(),
+                acked.clone(),
+                body.clone(),
+                sender_key.clone(),
+            );
             let per_task_interval =
                 target_rate.map(|r| Duration::from_secs_f64((pairs * in_flight) as f64 / r));
             tasks.push(tokio::spawn(async move {
@@ -625,12 +647,10 @@ async fn relay_load(
                     }
                     let mut b = body.clone().into_vec();
                     b[..8].copy_from_slice(&(epoch.elapsed().as_micros() as u64).to_be_bytes());
-                    let req = Request::Send(SendEnvelope {
-                        to: sender_id,
-                        ttl_secs: 3600,
-                        body: Bytes::new(b).unwrap(),
-                    });
-                    if let Ok(Response::Sent(_)) = sc.request(&req).await {
+                    let sent = sc
+                        .send(sender_id, 3600, Bytes::new(b).unwrap(), &sender_key)
+                        .await;
+                    if sent.is_ok() {
                         acked.fetch_add(1, Ordering::Relaxed);
                     }
                 }

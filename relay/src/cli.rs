@@ -147,8 +147,12 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                     c.connections_accepted, c.connections_refused
                 );
                 println!(
-                    "admissions:         {} ok, {} failed",
-                    c.auth_ok, c.auth_failed
+                    "owner connections:  {} admitted, {} failed admissions",
+                    c.owner_admissions, c.auth_failed
+                );
+                println!(
+                    "anonymous:          {} connections (sends and lookups; never admitted)",
+                    c.anonymous_connections
                 );
                 println!(
                     "requests:           {} ({} errors, {} rate-limited, {} malformed)",

@@ -28,7 +28,7 @@ pub struct RelayConfig {
 
 /// Resource limits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Most simultaneous connections; more are refused.
     pub max_connections: u32,
@@ -52,6 +52,18 @@ pub struct Limits {
     pub group_commit_max_batch: u32,
     /// Seconds between sweeps of expired envelopes.
     pub sweep_interval_secs: u32,
+    /// Requests that need no identity (`Send`, `FetchPrekeys`, `FetchEntry`) allowed per
+    /// source address (IPv6: per /64) per minute, over all its connections.
+    pub anonymous_requests_per_minute: u32,
+    /// Burst of those requests above the sustained rate.
+    pub anonymous_request_burst: u32,
+    /// Sends allowed into one mailbox per minute, from everyone together.
+    pub queue_sends_per_minute: u32,
+    /// Burst of sends into one mailbox above the sustained rate.
+    pub queue_send_burst: u32,
+    /// One-time prekeys handed out per directory entry per hour; past it, `FetchPrekeys`
+    /// answers with the entry alone (sessions then start without a one-time prekey).
+    pub one_time_prekeys_per_entry_per_hour: u32,
 }
 
 impl Limits {
@@ -79,6 +91,11 @@ impl Default for Limits {
             directory_max_one_time: 500,
             group_commit_max_batch: 512,
             sweep_interval_secs: 30,
+            anonymous_requests_per_minute: 240,
+            anonymous_request_burst: 120,
+            queue_sends_per_minute: 120,
+            queue_send_burst: 120,
+            one_time_prekeys_per_entry_per_hour: 20,
         }
     }
 }
@@ -153,6 +170,18 @@ impl RelayConfig {
             ),
             ("limits.requests_per_sec", u64::from(l.requests_per_sec)),
             (
+                "limits.anonymous_requests_per_minute",
+                u64::from(l.anonymous_requests_per_minute),
+            ),
+            (
+                "limits.queue_sends_per_minute",
+                u64::from(l.queue_sends_per_minute),
+            ),
+            (
+                "limits.one_time_prekeys_per_entry_per_hour",
+                u64::from(l.one_time_prekeys_per_entry_per_hour),
+            ),
+            (
                 "limits.mailbox_max_envelopes",
                 u64::from(l.mailbox_max_envelopes),
             ),
@@ -212,6 +241,15 @@ directory_max_one_time = {dmo}
 group_commit_max_batch = {gc}
 # Seconds between sweeps that delete expired envelopes.
 sweep_interval_secs = {sweep}
+# Connections that carry no identity (sends, directory lookups): requests per minute
+# per source address (IPv6: per /64), and the burst above it.
+anonymous_requests_per_minute = {arpm}
+anonymous_request_burst = {arb}
+# Sends into one mailbox per minute from everyone together, and the burst above it.
+queue_sends_per_minute = {qspm}
+queue_send_burst = {qsb}
+# One-time prekeys handed out per directory entry per hour (beyond: entry alone).
+one_time_prekeys_per_entry_per_hour = {otph}
 "#,
             listen = self.listen,
             host = self.public_host,
@@ -228,6 +266,11 @@ sweep_interval_secs = {sweep}
             dmo = l.directory_max_one_time,
             gc = l.group_commit_max_batch,
             sweep = l.sweep_interval_secs,
+            arpm = l.anonymous_requests_per_minute,
+            arb = l.anonymous_request_burst,
+            qspm = l.queue_sends_per_minute,
+            qsb = l.queue_send_burst,
+            otph = l.one_time_prekeys_per_entry_per_hour,
         )
     }
 }

@@ -5,17 +5,20 @@
 
 use postern_identity::{DevicePublicKey, RevocationList};
 use postern_protocol::ErrorCode;
-use postern_protocol::auth::{OPEN_MAILBOX_CONTEXT, authenticate_message, open_mailbox_message};
+use postern_protocol::auth::{
+    OPEN_MAILBOX_CONTEXT, SEND_CONTEXT, authenticate_message, open_mailbox_message, send_message,
+};
 use postern_protocol::bytes::{Bytes, FixedBytes};
-use postern_protocol::ids::MailboxId;
+use postern_protocol::ids::{HandleTag, MailboxId};
 use postern_protocol::message::*;
 use postern_protocol::padding::is_bucket;
 use postern_protocol::version::negotiate;
 use sha2::{Digest, Sha256};
 
-use crate::admission::{admit, still_admitted, trust_code};
+use crate::admission::{Admitted, admit, still_admitted, trust_code};
+use crate::budget::address_key;
 use crate::metrics::Metrics;
-use crate::state::{Now, Session, Shared};
+use crate::state::{Kind, Now, Session, Shared};
 use crate::store::bounded;
 
 /// The granularity of every time the relay keeps: an hour.
@@ -83,105 +86,282 @@ async fn handle_inner(
     }
 
     let now = clock.unix;
-    // Requests allowed before admission.
-    match req {
-        Request::Hello(h) => {
-            let mut st = session.lock();
-            if st.challenge.is_some() {
-                return err(ErrorCode::UnexpectedRequest);
-            }
-            let Some(version) = negotiate(h.versions.as_slice()) else {
-                return (
-                    Response::Error(ErrorCode::UnknownVersion),
-                    Effect::Close(ErrorCode::UnknownVersion),
-                );
-            };
-            let challenge = shared.random_challenge();
-            st.challenge = Some(challenge);
-            return (
-                Response::Welcome(Welcome {
-                    version,
-                    challenge: FixedBytes(challenge),
-                }),
-                Effect::None,
-            );
-        }
-        Request::Ping(p) => return (Response::Pong(p), Effect::None),
-        Request::GetRevocationList => {
-            return match shared.store.revocation_list() {
-                Ok(list) => (
-                    Response::RevocationList(postern_protocol::message::RevocationList {
-                        list: list.and_then(|l| Bytes::new(l).ok()),
-                    }),
-                    Effect::None,
-                ),
-                Err(_) => err(ErrorCode::Internal),
-            };
-        }
-        Request::PutRevocationList(p) => return put_revocation(shared, p.list.as_slice()).await,
-        _ => {}
-    }
-
-    let challenge = match session.lock().challenge {
-        Some(c) => c,
-        None => return err(ErrorCode::UnexpectedRequest),
-    };
-
-    if let Request::Authenticate(a) = req {
-        if session.lock().admitted.is_some() {
+    if let Request::Hello(h) = req {
+        let mut st = session.lock();
+        if st.challenge.is_some() {
             return err(ErrorCode::UnexpectedRequest);
         }
-        if !shared.auth_failures.allowed(session.peer_ip, clock.instant) {
-            Metrics::inc(&shared.metrics.rate_limited);
-            return err(ErrorCode::RateLimited);
-        }
-        let binding = authenticate_message(&session.exporter, &challenge);
-        let revocations = shared.revocations();
-        return match admit(
-            a.certificate.as_slice(),
-            &a.signature.0,
-            &binding,
-            &shared.org,
-            revocations.as_ref(),
-            now,
-        ) {
-            Ok(admitted) => {
-                session.lock().admitted = Some(admitted);
-                Metrics::inc(&shared.metrics.auth_ok);
-                (
-                    Response::Authenticated(Authenticated {
-                        max_ttl_secs: shared.config.max_ttl_secs,
-                    }),
-                    Effect::None,
-                )
-            }
-            Err(code) => {
-                shared.auth_failures.failed(session.peer_ip, clock.instant);
-                Metrics::inc(&shared.metrics.auth_failed);
-                err(code)
-            }
+        let Some(version) = negotiate(h.versions.as_slice()) else {
+            return (
+                Response::Error(ErrorCode::UnknownVersion),
+                Effect::Close(ErrorCode::UnknownVersion),
+            );
         };
+        let challenge = shared.random_challenge();
+        st.challenge = Some(challenge);
+        return (
+            Response::Welcome(Welcome {
+                version,
+                challenge: FixedBytes(challenge),
+            }),
+            Effect::None,
+        );
     }
-
-    // Everything below needs an admitted member that is still valid.
-    let Some(admitted) = session.lock().admitted.clone() else {
-        return err(ErrorCode::Unauthorized);
+    // Everything else comes after `Hello`.
+    let (challenge, kind) = {
+        let st = session.lock();
+        match st.challenge {
+            Some(c) => (c, st.kind.clone()),
+            None => return err(ErrorCode::UnexpectedRequest),
+        }
     };
-    // Checked under the read lock: the list may hold tens of thousands of serials, and
-    // copying it on every request would put that on the hot path.
-    let admission = {
-        let held = shared.revocations.read().unwrap_or_else(|p| p.into_inner());
-        still_admitted(&admitted, held.as_ref(), now)
-    };
-    if let Err(code) = admission {
-        return (Response::Error(code), Effect::Close(code));
+    // An owner connection stays admitted only while its certificate is valid and not
+    // revoked: checked on every request, under the read lock (the list may hold tens of
+    // thousands of serials, and copying it would put that on the hot path).
+    if let Kind::Owner(admitted) = &kind {
+        let admission = {
+            let held = shared.revocations.read().unwrap_or_else(|p| p.into_inner());
+            still_admitted(admitted, held.as_ref(), now)
+        };
+        if let Err(code) = admission {
+            return (Response::Error(code), Effect::Close(code));
+        }
     }
 
     match req {
+        // Open to every connection: public (the list authenticates itself).
+        Request::Ping(p) => (Response::Pong(p), Effect::None),
+        Request::GetRevocationList => match shared.store.revocation_list() {
+            Ok(list) => (
+                Response::RevocationList(postern_protocol::message::RevocationList {
+                    list: list.and_then(|l| Bytes::new(l).ok()),
+                }),
+                Effect::None,
+            ),
+            Err(_) => err(ErrorCode::Internal),
+        },
+        Request::PutRevocationList(p) => put_revocation(shared, p.list.as_slice()).await,
+        Request::Authenticate(a) => {
+            if !matches!(kind, Kind::Unbound) {
+                return err(ErrorCode::UnexpectedRequest);
+            }
+            authenticate(shared, session, &a, &challenge, clock).await
+        }
+        Request::Send(_) | Request::FetchPrekeys(_) | Request::FetchEntry(_) => {
+            // Decided under the lock, so a concurrent `Authenticate` cannot make this
+            // connection both.
+            {
+                let mut st = session.lock();
+                match st.kind {
+                    // An identified connection never sends or looks up: that would pair
+                    // the member with the queue or the handle.
+                    Kind::Owner(_) => return err(ErrorCode::UnexpectedRequest),
+                    Kind::Unbound => {
+                        st.kind = Kind::Anonymous;
+                        Metrics::inc(&shared.metrics.anonymous_connections);
+                    }
+                    Kind::Anonymous => {}
+                }
+            }
+            let address = address_key(session.peer_ip);
+            if !shared.budgets.by_address.take(address, clock.instant) {
+                Metrics::inc(&shared.metrics.rate_limited);
+                return err(ErrorCode::RateLimited);
+            }
+            anonymous(shared, session, req, &challenge, clock).await
+        }
+        req => match kind {
+            Kind::Owner(admitted) => {
+                owner(shared, session, req, &admitted, &challenge, clock).await
+            }
+            Kind::Unbound | Kind::Anonymous => err(ErrorCode::Unauthorized),
+        },
+    }
+}
+
+async fn authenticate(
+    shared: &Shared,
+    session: &Session,
+    a: &Authenticate,
+    challenge: &[u8; 32],
+    clock: Now,
+) -> (Response, Effect) {
+    if !shared.auth_failures.allowed(session.peer_ip, clock.instant) {
+        Metrics::inc(&shared.metrics.rate_limited);
+        return err(ErrorCode::RateLimited);
+    }
+    let binding = authenticate_message(&session.exporter, challenge);
+    let revocations = shared.revocations();
+    match admit(
+        a.certificate.as_slice(),
+        &a.signature.0,
+        &binding,
+        &shared.org,
+        revocations.as_ref(),
+        clock.unix,
+    ) {
+        Ok(admitted) => {
+            {
+                let mut st = session.lock();
+                // A request that made it anonymous may have run meanwhile.
+                if !matches!(st.kind, Kind::Unbound) {
+                    return err(ErrorCode::UnexpectedRequest);
+                }
+                st.kind = Kind::Owner(admitted);
+            }
+            Metrics::inc(&shared.metrics.owner_admissions);
+            (
+                Response::Authenticated(Authenticated {
+                    max_ttl_secs: shared.config.max_ttl_secs,
+                }),
+                Effect::None,
+            )
+        }
+        Err(code) => {
+            shared.auth_failures.failed(session.peer_ip, clock.instant);
+            Metrics::inc(&shared.metrics.auth_failed);
+            err(code)
+        }
+    }
+}
+
+/// The operations of a connection that carries no identity: `Send` (authorised by the
+/// destination's sender key), `FetchPrekeys` and `FetchEntry` (by knowing the entry's
+/// keyed hash). The caller has charged the source address's budget.
+async fn anonymous(
+    shared: &Shared,
+    session: &Session,
+    req: Request,
+    challenge: &[u8; 32],
+    clock: Now,
+) -> (Response, Effect) {
+    match req {
+        Request::Send(s) => {
+            if !is_bucket(s.body.len()) {
+                return err(ErrorCode::BadPadding);
+            }
+            let key = match shared.store.sender_key(&s.to) {
+                Ok(Some(Some(key))) => key,
+                // A mailbox made before sender keys: its owner must set one first.
+                Ok(Some(None)) => return err(ErrorCode::Unauthorized),
+                Ok(None) => return err(ErrorCode::NotFound),
+                Err(_) => return err(ErrorCode::Internal),
+            };
+            let message = send_message(
+                &session.exporter,
+                challenge,
+                &s.to,
+                s.ttl_secs,
+                s.body.as_slice(),
+            );
+            let signed = DevicePublicKey::from_bytes(key)
+                .is_ok_and(|k| k.verify(SEND_CONTEXT, &message, &s.signature.0));
+            if !signed {
+                return err(ErrorCode::BadSignature);
+            }
+            // Charged only for sends that may write here, so no one without the key can
+            // spend a queue's budget.
+            if !shared.budgets.by_queue.take(s.to, clock.instant) {
+                Metrics::inc(&shared.metrics.rate_limited);
+                return err(ErrorCode::RateLimited);
+            }
+            let expires_at = expiry_for(clock.unix, s.ttl_secs, shared.config.max_ttl_secs);
+            // Subscribers get the envelope from the store's writer as it is stored
+            // (`relay::pusher`), not from here after the commit.
+            match shared.store.send(s.to, key, expires_at, s.body).await {
+                Ok(stored) => {
+                    Metrics::inc(&shared.metrics.envelopes_stored);
+                    (
+                        Response::Sent(Sent {
+                            id: stored.id,
+                            expires_at,
+                        }),
+                        Effect::None,
+                    )
+                }
+                Err(code) => {
+                    if code == ErrorCode::QuotaExceeded {
+                        Metrics::inc(&shared.metrics.quota_refusals);
+                    }
+                    err(code)
+                }
+            }
+        }
+        Request::FetchPrekeys(f) => {
+            // Only entries that exist are budgeted, so made-up keys cannot fill the
+            // budget's table.
+            match shared.store.directory_entry(&f.directory) {
+                Ok(Some(_)) => {}
+                Ok(None) => return err(ErrorCode::NotFound),
+                Err(_) => return err(ErrorCode::Internal),
+            }
+            // Past the entry's hourly budget of one-time prekeys, the entry alone: a
+            // session can still start (from the signed and last-resort prekeys), and no
+            // one can drain a member's one-time prekeys faster than the budget.
+            if !shared.budgets.one_time.take(f.directory, clock.instant) {
+                return entry_only(shared, &f.directory);
+            }
+            match shared.store.take_prekeys(f.directory).await {
+                Ok((entry, one_time)) => match Bytes::new(entry) {
+                    Ok(entry) => (
+                        Response::Prekeys(Prekeys {
+                            entry,
+                            one_time: one_time.and_then(|o| Bytes::new(o).ok()),
+                        }),
+                        Effect::None,
+                    ),
+                    Err(_) => err(ErrorCode::Internal),
+                },
+                Err(code) => err(code),
+            }
+        }
+        Request::FetchEntry(f) => entry_only(shared, &f.directory),
+        _ => err(ErrorCode::UnexpectedRequest),
+    }
+}
+
+/// Whether `key` is an Ed25519 public key (a point on the curve): one that is not could
+/// never verify a signature, and would make its mailbox unusable without saying so.
+fn valid_key(key: &[u8; 32]) -> bool {
+    DevicePublicKey::from_bytes(*key).is_ok()
+}
+
+/// `Prekeys` with the entry alone.
+fn entry_only(shared: &Shared, directory: &HandleTag) -> (Response, Effect) {
+    match shared.store.directory_entry(directory) {
+        Ok(Some(entry)) => match Bytes::new(entry) {
+            Ok(entry) => (
+                Response::Prekeys(Prekeys {
+                    entry,
+                    one_time: None,
+                }),
+                Effect::None,
+            ),
+            Err(_) => err(ErrorCode::Internal),
+        },
+        Ok(None) => err(ErrorCode::NotFound),
+        Err(_) => err(ErrorCode::Internal),
+    }
+}
+
+/// The operations of an owner connection (admitted, still valid).
+async fn owner(
+    shared: &Shared,
+    session: &Session,
+    req: Request,
+    admitted: &Admitted,
+    challenge: &[u8; 32],
+    clock: Now,
+) -> (Response, Effect) {
+    let now = clock.unix;
+    match req {
         Request::CreateMailbox(c) => {
+            if !valid_key(&c.sender_key.0) || !valid_key(&c.owner.0) {
+                return err(ErrorCode::Malformed);
+            }
             match shared
                 .store
-                .create_mailbox(c.recipient, c.sender, c.owner.0)
+                .create_mailbox(c.recipient, c.sender, c.owner.0, c.sender_key.0)
                 .await
             {
                 Ok(()) => (Response::MailboxCreated, Effect::None),
@@ -194,7 +374,7 @@ async fn handle_inner(
                 Ok(None) => return err(ErrorCode::NotFound),
                 Err(_) => return err(ErrorCode::Internal),
             };
-            let message = open_mailbox_message(&session.exporter, &challenge, &o.recipient);
+            let message = open_mailbox_message(&session.exporter, challenge, &o.recipient);
             let signed = DevicePublicKey::from_bytes(owner.0)
                 .is_ok_and(|key| key.verify(OPEN_MAILBOX_CONTEXT, &message, &o.signature.0));
             if !signed {
@@ -235,59 +415,6 @@ async fn handle_inner(
                     Effect::None,
                 ),
                 Err(code) => err(code),
-            }
-        }
-        Request::FetchPrekeys(f) => match shared.store.take_prekeys(f.directory).await {
-            Ok((entry, one_time)) => match Bytes::new(entry) {
-                Ok(entry) => (
-                    Response::Prekeys(Prekeys {
-                        entry,
-                        one_time: one_time.and_then(|o| Bytes::new(o).ok()),
-                    }),
-                    Effect::None,
-                ),
-                Err(_) => err(ErrorCode::Internal),
-            },
-            Err(code) => err(code),
-        },
-        Request::FetchEntry(f) => match shared.store.directory_entry(&f.directory) {
-            Ok(Some(entry)) => match Bytes::new(entry) {
-                Ok(entry) => (
-                    Response::Prekeys(Prekeys {
-                        entry,
-                        one_time: None,
-                    }),
-                    Effect::None,
-                ),
-                Err(_) => err(ErrorCode::Internal),
-            },
-            Ok(None) => err(ErrorCode::NotFound),
-            Err(_) => err(ErrorCode::Internal),
-        },
-        Request::Send(s) => {
-            if !is_bucket(s.body.len()) {
-                return err(ErrorCode::BadPadding);
-            }
-            let expires_at = expiry_for(now, s.ttl_secs, shared.config.max_ttl_secs);
-            // Subscribers get the envelope from the store's writer as it is stored
-            // (`relay::pusher`), not from here after the commit.
-            match shared.store.send(s.to, expires_at, s.body).await {
-                Ok(stored) => {
-                    Metrics::inc(&shared.metrics.envelopes_stored);
-                    (
-                        Response::Sent(Sent {
-                            id: stored.id,
-                            expires_at,
-                        }),
-                        Effect::None,
-                    )
-                }
-                Err(code) => {
-                    if code == ErrorCode::QuotaExceeded {
-                        Metrics::inc(&shared.metrics.quota_refusals);
-                    }
-                    err(code)
-                }
             }
         }
         Request::Subscribe => {
@@ -337,12 +464,20 @@ async fn handle_inner(
                 Err(code) => err(code),
             }
         }
-        // Handled above.
-        Request::Hello(_)
-        | Request::Authenticate(_)
-        | Request::Ping(_)
-        | Request::GetRevocationList
-        | Request::PutRevocationList(_) => err(ErrorCode::UnexpectedRequest),
+        Request::SetSenderKey(k) => {
+            let Some(mb) = session.lock().mailbox else {
+                return err(ErrorCode::Unauthorized);
+            };
+            if !valid_key(&k.sender_key.0) {
+                return err(ErrorCode::Malformed);
+            }
+            match shared.store.set_sender_key(mb, k.sender_key.0).await {
+                Ok(()) => (Response::SenderKeySet, Effect::None),
+                Err(code) => err(code),
+            }
+        }
+        // Handled by the caller.
+        _ => err(ErrorCode::UnexpectedRequest),
     }
 }
 

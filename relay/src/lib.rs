@@ -16,6 +16,7 @@
 #![warn(missing_docs)]
 
 pub(crate) mod admission;
+pub(crate) mod budget;
 pub mod cli;
 pub mod config;
 pub(crate) mod handler;

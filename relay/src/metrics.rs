@@ -18,8 +18,9 @@ macro_rules! counters {
             $($(#[$doc])* pub $name: AtomicU64,)*
         }
 
-        /// A copy of the counters at one moment.
+        /// A copy of the counters at one moment (a counter a file lacks reads as 0).
         #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(default)]
         pub struct Snapshot {
             $($(#[$doc])* pub $name: u64,)*
         }
@@ -40,8 +41,11 @@ counters! {
     connections_refused,
     /// Connections open now.
     connections_open,
-    /// Successful admissions.
-    auth_ok,
+    /// Owner connections admitted (with a member certificate; they never send).
+    owner_admissions,
+    /// Connections that used an operation needing no identity (sends, directory
+    /// lookups); they are never admitted.
+    anonymous_connections,
     /// Failed admissions.
     auth_failed,
     /// Requests handled.

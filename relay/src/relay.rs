@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use postern_identity::relay::RelayAddressError;
@@ -11,11 +11,10 @@ use postern_identity::{OrgKey, RelayAddress, RevocationList};
 use postern_protocol::message::Push;
 use tokio::sync::watch;
 
-use crate::admission::FailureLimiter;
 use crate::config::{CONFIG_FILE, ConfigError, RelayConfig};
 use crate::metrics::{Metrics, StatsFile};
 use crate::server::{ServerError, endpoint, serve};
-use crate::state::{Hub, Shared, unix_now};
+use crate::state::{Shared, unix_now};
 use crate::store::{Staged, Store, StoreError};
 use crate::tls::{RelayIdentity, TlsError, spki_pin, write_secret_file};
 
@@ -226,16 +225,14 @@ pub async fn start(data_dir: &Path) -> Result<Running, RelayError> {
         ),
         None => None,
     };
-    let shared = Arc::new(Shared {
+    let shared = Arc::new(Shared::new(
         store,
         org,
-        auth_failures: FailureLimiter::new(config.limits.auth_failures_per_minute),
         config,
-        revocations: RwLock::new(revocations),
-        hub: Hub::default(),
+        revocations,
         metrics,
-        rng: std::sync::Mutex::new(rand::SeedableRng::from_os_rng()),
-    });
+        rand::SeedableRng::from_os_rng(),
+    ));
     let endpoint = endpoint(&identity, shared.config.listen, &shared)?;
     let local_addr = endpoint.local_addr().map_err(io(data_dir))?;
     let address = RelayAddress::new(

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use postern_identity::{OrgKey, RevocationList};
-use postern_protocol::ids::MailboxId;
+use postern_protocol::ids::{HandleTag, MailboxId};
 use postern_protocol::limits::EXPORTER_LEN;
 use postern_protocol::message::Push;
 use rand::Rng;
@@ -17,6 +17,7 @@ use rand::rngs::StdRng;
 use tokio::sync::mpsc;
 
 use crate::admission::{Admitted, FailureLimiter};
+use crate::budget::Buckets;
 use crate::config::RelayConfig;
 use crate::metrics::Metrics;
 use crate::store::{Deleted, Store};
@@ -120,11 +121,66 @@ pub(crate) struct Shared {
     pub(crate) metrics: Arc<Metrics>,
     /// Failed-admission limiter per source address.
     pub(crate) auth_failures: FailureLimiter,
+    /// Budgets of the operations open to connections that carry no identity.
+    pub(crate) budgets: AnonymousBudgets,
     /// Randomness for challenges (seeded from the OS in a running relay).
     pub(crate) rng: Mutex<StdRng>,
 }
 
+/// What connections without identity may spend: per source address (its /64 for IPv6)
+/// on every anonymous operation, per queue on sends into it, per directory entry on the
+/// one-time prekeys handed out.
+#[derive(Debug)]
+pub(crate) struct AnonymousBudgets {
+    /// `Send`, `FetchPrekeys` and `FetchEntry`, per source address prefix.
+    pub(crate) by_address: Buckets<IpAddr>,
+    /// `Send`, per destination queue (sender id).
+    pub(crate) by_queue: Buckets<MailboxId>,
+    /// One-time prekeys handed out, per directory entry.
+    pub(crate) one_time: Buckets<HandleTag>,
+}
+
+impl AnonymousBudgets {
+    /// The budgets `config` sets.
+    pub(crate) fn new(config: &RelayConfig) -> Self {
+        let l = &config.limits;
+        Self {
+            by_address: Buckets::per_minute(
+                l.anonymous_requests_per_minute,
+                l.anonymous_request_burst,
+            ),
+            by_queue: Buckets::per_minute(l.queue_sends_per_minute, l.queue_send_burst),
+            one_time: Buckets::per_hour(
+                l.one_time_prekeys_per_entry_per_hour,
+                l.one_time_prekeys_per_entry_per_hour,
+            ),
+        }
+    }
+}
+
 impl Shared {
+    /// The shared state of a relay serving `org` with `config`.
+    pub(crate) fn new(
+        store: Store,
+        org: OrgKey,
+        config: RelayConfig,
+        revocations: Option<RevocationList>,
+        metrics: Arc<Metrics>,
+        rng: StdRng,
+    ) -> Self {
+        Self {
+            store,
+            org,
+            auth_failures: FailureLimiter::new(config.limits.auth_failures_per_minute),
+            budgets: AnonymousBudgets::new(&config),
+            config,
+            revocations: RwLock::new(revocations),
+            hub: Hub::default(),
+            metrics,
+            rng: Mutex::new(rng),
+        }
+    }
+
     /// A copy of the newest revocation list held.
     pub(crate) fn revocations(&self) -> Option<RevocationList> {
         self.revocations
@@ -159,13 +215,27 @@ pub(crate) struct Session {
     state: Mutex<SessionState>,
 }
 
+/// What a connection is, fixed by the first request after `Hello` that needs one: an
+/// owner connection (admitted with a member certificate: creates, opens, fetches from and
+/// acknowledges mailboxes, publishes, never sends) or an anonymous one (sends and
+/// directory lookups, never admitted). No connection is ever both.
+#[derive(Debug, Clone)]
+pub(crate) enum Kind {
+    /// Neither yet.
+    Unbound,
+    /// Admitted with this member's certificate.
+    Owner(Admitted),
+    /// Has used an operation open to connections without identity.
+    Anonymous,
+}
+
 /// What changes during a connection.
 #[derive(Debug)]
 pub(crate) struct SessionState {
     /// The challenge sent in `Welcome`, once `Hello` was answered.
     pub(crate) challenge: Option<[u8; 32]>,
-    /// The admitted member, once `Authenticate` succeeded.
-    pub(crate) admitted: Option<Admitted>,
+    /// Owner, anonymous, or not yet either.
+    pub(crate) kind: Kind,
     /// The mailbox opened on this connection.
     pub(crate) mailbox: Option<MailboxId>,
     /// Whether a subscription was started.
@@ -189,7 +259,7 @@ impl Session {
             exporter,
             state: Mutex::new(SessionState {
                 challenge: None,
-                admitted: None,
+                kind: Kind::Unbound,
                 mailbox: None,
                 subscribed: false,
                 tokens: (f64::from(burst), now),

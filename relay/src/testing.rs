@@ -163,6 +163,13 @@ impl TestRelay {
         relay::init(data, org, listen, None).unwrap();
         let mut config = RelayConfig::load(data).unwrap();
         config.limits.sweep_interval_secs = 1;
+        // Every simulated member connects from 127.0.0.1, so the per-address budget of
+        // send connections would be the whole org's: lift it (and the per-mailbox one) for
+        // simulations. Tests of the budgets set their own in `tweak`.
+        config.limits.anonymous_requests_per_minute = 1_000_000;
+        config.limits.anonymous_request_burst = 1_000_000;
+        config.limits.queue_sends_per_minute = 1_000_000;
+        config.limits.queue_send_burst = 1_000_000;
         tweak(&mut config);
         std::fs::write(data.join(CONFIG_FILE), config.to_commented_toml()).unwrap();
         Self {

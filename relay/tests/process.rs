@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
+use postern_identity::DeviceKeyPair;
 use postern_protocol::bytes::BoundedVec;
 use postern_protocol::ids::EnvelopeId;
 use postern_protocol::message::*;
@@ -49,30 +50,27 @@ async fn drain(c: &RelayConnection) -> HashMap<EnvelopeId, Vec<u8>> {
 /// Contents whose send the relay acknowledged.
 type Acked = Arc<Mutex<HashSet<Vec<u8>>>>;
 
-/// Senders that keep sending numbered envelopes until the relay goes away; returns the
-/// contents whose send was acknowledged.
+/// Senders, each on its own anonymous connection, that keep sending numbered envelopes
+/// into the mailbox until the relay goes away; returns the contents whose send was
+/// acknowledged.
 fn start_senders(
     addr: SocketAddr,
     pin: [u8; 32],
-    org: &Org,
-    to: postern_protocol::MailboxId,
+    mb: &Mailbox,
     n: usize,
 ) -> (Acked, Vec<tokio::task::JoinHandle<()>>) {
     let acked = Arc::new(Mutex::new(HashSet::new()));
     let mut tasks = Vec::new();
     for s in 0..n {
-        let member = org.member(&format!("sender-{s}"));
+        let (to, key) = (mb.sender, DeviceKeyPair::from_seed(&mb.sender_key.seed()));
         let acked = acked.clone();
         tasks.push(tokio::spawn(async move {
-            let Ok(mut c) = RelayConnection::connect_addr(addr, pin).await else {
+            let Ok(c) = RelayConnection::connect_addr(addr, pin).await else {
                 return;
             };
-            if c.authenticate(&member).await.is_err() {
-                return;
-            }
             for i in 0u32.. {
                 let content = format!("s{s}-m{i}").into_bytes();
-                match c.request(&send_req(to, 3600, &content)).await {
+                match send(&c, to, &key, 3600, &content).await {
                     Ok(Response::Sent(_)) => {
                         acked.lock().unwrap().insert(content);
                     }
@@ -90,6 +88,8 @@ fn fixed_port_relay(org: &Org) -> (TestRelay, std::path::PathBuf) {
         c.listen = format!("127.0.0.1:{port}").parse().unwrap();
         c.limits.requests_per_sec = 100_000;
         c.limits.request_burst = 100_000;
+        // Every sender is on 127.0.0.1 and they all write to one queue.
+        unlimited_anonymous(c);
     })
 }
 
@@ -125,7 +125,7 @@ async fn after_sigkill_every_acknowledged_envelope_is_delivered_and_none_after_i
     for round in 0..3u64 {
         let relay = spawn_relay(&data, &dir.scratch().join(format!("log{round}")));
         let addr = relay.addr;
-        let (acked, tasks) = start_senders(addr, p, &org, mb.sender, 6);
+        let (acked, tasks) = start_senders(addr, p, &mb, 6);
         // Kill at a pseudo-random moment while the senders are busy.
         let wait = 300 + (seed.wrapping_mul(round + 1) % 700);
         tokio::time::sleep(Duration::from_millis(wait)).await;
@@ -188,7 +188,7 @@ async fn sigterm_drains_in_flight_sends_and_exits_cleanly() {
     let p = pin(&data);
     let relay = spawn_relay(&data, &dir.scratch().join("log-a"));
     let (bob, mb) = recipient(relay.addr, p, &org).await;
-    let (acked, tasks) = start_senders(relay.addr, p, &org, mb.sender, 6);
+    let (acked, tasks) = start_senders(relay.addr, p, &mb, 6);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let status = relay.terminate();
     assert!(status.success(), "relay exited with {status}");
@@ -245,10 +245,14 @@ async fn the_data_directory_and_logs_hold_no_handle_role_key_or_address() {
     let cb = admitted(relay.addr, p, &b).await;
     let mb = create_mailbox(&ca).await;
     ca.open_mailbox(mb.recipient, &mb.owner).await.unwrap();
+    // Sends come on an anonymous connection (from the same address).
+    let anon = RelayConnection::connect_addr(relay.addr, p).await.unwrap();
     for i in 0..20 {
-        cb.request(&send_req(mb.sender, 3600, format!("opaque-{i}").as_bytes()))
+        let r = mb
+            .send(&anon, 3600, format!("opaque-{i}").as_bytes())
             .await
             .unwrap();
+        assert!(matches!(r, Response::Sent(_)), "{r:?}");
     }
     cb.request(&Request::PublishPrekeys(PublishPrekeys {
         directory: postern_protocol::HandleTag([0x5c; 32]),
@@ -264,6 +268,7 @@ async fn the_data_directory_and_logs_hold_no_handle_role_key_or_address() {
     tokio::time::sleep(Duration::from_secs(6)).await; // let stats.json be written
     ca.close().await;
     cb.close().await;
+    anon.close().await;
     assert!(relay.terminate().success());
 
     let mut needles: Vec<(&str, Vec<u8>)> = vec![

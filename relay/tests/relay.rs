@@ -1,5 +1,6 @@
-//! The relay over real QUIC on 127.0.0.1 with real redb files: admission, mailboxes,
-//! directory, revocation, limits and hostile frames.
+//! The relay over real QUIC on 127.0.0.1 with real redb files: admission, owner and
+//! anonymous connections, signed sends, mailboxes, directory, revocation, limits and
+//! hostile frames.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -9,18 +10,13 @@ use std::time::Duration;
 use common::*;
 use postern_identity::Role;
 use postern_protocol::ErrorCode;
+use postern_protocol::auth::SEND_CONTEXT;
 use postern_protocol::bytes::{BoundedVec, Bytes, FixedBytes};
 use postern_protocol::frame::encode_frame;
 use postern_protocol::ids::{EnvelopeId, HandleTag};
 use postern_protocol::message::*;
+use postern_protocol::padding::pad;
 use postern_transport::{RelayConnection, TransportError};
-
-fn refused(r: Result<Response, TransportError>) -> ErrorCode {
-    match r {
-        Err(TransportError::Refused(code)) => code,
-        other => panic!("expected a refusal, got {other:?}"),
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_whose_pin_differs_refuses_the_relay() {
@@ -40,31 +36,57 @@ async fn a_client_whose_pin_differs_refuses_the_relay() {
     relay.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nothing_is_served_before_admission() {
-    let org = Org::new();
-    let (_d, data) = relay_dir(&org, |_| {});
-    let relay = start(&data).await;
-    let c = RelayConnection::connect_addr(relay.local_addr, pin(&data))
-        .await
-        .unwrap();
-    let mb = postern_protocol::MailboxId::random(&mut rand::rng());
-    for req in [
-        send_req(mb, 60, b"x"),
+/// Every owner-only request, for a mailbox `mb` (none of them may be served to a
+/// connection that was not admitted).
+fn owner_only_requests(mb: postern_protocol::MailboxId) -> Vec<Request> {
+    vec![
         Request::Subscribe,
         Request::Fetch(Fetch { limit: 1 }),
-        Request::FetchPrekeys(FetchPrekeys {
-            directory: HandleTag([1; 32]),
-        }),
-        Request::FetchEntry(FetchEntry {
-            directory: HandleTag([1; 32]),
+        Request::Ack(Ack {
+            ids: BoundedVec::new(vec![EnvelopeId([1; 32])]).unwrap(),
         }),
         Request::CreateMailbox(CreateMailbox {
             recipient: mb,
             sender: mb,
             owner: FixedBytes([0; 32]),
+            sender_key: FixedBytes([0; 32]),
         }),
-    ] {
+        Request::OpenMailbox(OpenMailbox {
+            recipient: mb,
+            signature: FixedBytes([0; 64]),
+        }),
+        Request::PublishPrekeys(PublishPrekeys {
+            directory: HandleTag([1; 32]),
+            entry: Bytes::try_from(&b"entry"[..]).unwrap(),
+            one_time: BoundedVec::empty(),
+        }),
+        Request::SetSenderKey(SetSenderKey {
+            sender_key: FixedBytes([0; 32]),
+        }),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_served_before_admission() {
+    let org = Org::new();
+    let (_d, data) = relay_dir(&org, |_| {});
+    let relay = start(&data).await;
+    let p = pin(&data);
+    // An owner makes a mailbox and a directory entry with one one-time prekey.
+    let owner = admitted(relay.local_addr, p, &org.member("owner")).await;
+    let mb = create_mailbox(&owner).await;
+    let dir = HandleTag([0x33; 32]);
+    owner
+        .request(&Request::PublishPrekeys(PublishPrekeys {
+            directory: dir,
+            entry: Bytes::try_from(&b"the-entry"[..]).unwrap(),
+            one_time: BoundedVec::new(vec![Bytes::try_from(&b"otk"[..]).unwrap()]).unwrap(),
+        }))
+        .await
+        .unwrap();
+
+    let c = anonymous(relay.local_addr, p).await;
+    for req in owner_only_requests(mb.recipient) {
         assert_eq!(
             refused(c.request(&req).await),
             ErrorCode::Unauthorized,
@@ -80,6 +102,68 @@ async fn nothing_is_served_before_admission() {
         c.request(&Request::GetRevocationList).await.unwrap(),
         Response::RevocationList(_)
     ));
+
+    // Sends and look-ups need no admission, only their own authorisation: a signature
+    // by the mailbox's sender key, and an entry that exists.
+    let stranger = postern_identity::DeviceKeyPair::generate();
+    assert_eq!(
+        refused(send(&c, mb.sender, &stranger, 60, b"x").await),
+        ErrorCode::BadSignature
+    );
+    assert_eq!(
+        refused(
+            send(
+                &c,
+                postern_protocol::MailboxId([3; 32]),
+                &mb.sender_key,
+                60,
+                b"x"
+            )
+            .await
+        ),
+        ErrorCode::NotFound
+    );
+    assert_eq!(stored(&relay), 0);
+    for unknown in [
+        Request::FetchPrekeys(FetchPrekeys {
+            directory: HandleTag([1; 32]),
+        }),
+        Request::FetchEntry(FetchEntry {
+            directory: HandleTag([1; 32]),
+        }),
+    ] {
+        assert_eq!(refused(c.request(&unknown).await), ErrorCode::NotFound);
+    }
+    sent(mb.send(&c, 60, b"signed").await);
+    assert_eq!(stored(&relay), 1);
+    let Response::Prekeys(pk) = c
+        .request(&Request::FetchEntry(FetchEntry { directory: dir }))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(
+        (pk.entry.as_slice(), pk.one_time),
+        (&b"the-entry"[..], None)
+    );
+    let Response::Prekeys(pk) = c
+        .request(&Request::FetchPrekeys(FetchPrekeys { directory: dir }))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(pk.entry.as_slice(), b"the-entry");
+    assert_eq!(pk.one_time.unwrap().as_slice(), b"otk");
+    // Having sent, the connection is anonymous: still nothing of an owner's.
+    for req in owner_only_requests(mb.recipient) {
+        assert_eq!(
+            refused(c.request(&req).await),
+            ErrorCode::Unauthorized,
+            "{req:?}"
+        );
+    }
     relay.shutdown().await;
 }
 
@@ -91,8 +175,9 @@ async fn bad_certificates_are_refused_with_typed_errors_while_others_carry_on() 
     let relay = start(&data).await;
     let p = pin(&data);
     let good = org.member("good-courier");
-    let conn = admitted(relay.local_addr, p, &good).await;
+    let mut conn = admitted(relay.local_addr, p, &good).await;
     let mb = create_mailbox(&conn).await;
+    let sender = anonymous(relay.local_addr, p).await;
 
     let t = now();
     let revoked = org.member("revoked-one");
@@ -125,9 +210,13 @@ async fn bad_certificates_are_refused_with_typed_errors_while_others_carry_on() 
         }
         // Still not admitted after the failure.
         assert_eq!(
-            refused(c.request(&send_req(mb.sender, 60, b"x")).await),
+            refused(c.request(&Request::Fetch(Fetch { limit: 1 })).await),
             ErrorCode::Unauthorized
         );
+        match c.open_mailbox(mb.recipient, &mb.owner).await {
+            Err(TransportError::Refused(ErrorCode::Unauthorized)) => {}
+            other => panic!("{}: {other:?}", m.handle),
+        }
     }
     // A tampered certificate byte is refused.
     let mut tampered = org.member("tamper");
@@ -142,13 +231,12 @@ async fn bad_certificates_are_refused_with_typed_errors_while_others_carry_on() 
             ErrorCode::BadSignature | ErrorCode::Malformed
         ))
     ));
-    // The good client was never disturbed.
-    assert!(matches!(
-        conn.request(&send_req(mb.sender, 60, b"still fine"))
-            .await
-            .unwrap(),
-        Response::Sent(_)
-    ));
+    // The good clients were never disturbed.
+    let s = sent(mb.send(&sender, 60, b"still fine").await);
+    conn.open_mailbox(mb.recipient, &mb.owner).await.unwrap();
+    let e = fetched(&conn, 10).await;
+    assert_eq!(e.envelopes.len(), 1);
+    assert_eq!(e.envelopes.as_slice()[0].id, s.id);
     relay.shutdown().await;
 }
 
@@ -217,21 +305,14 @@ async fn send_push_fetch_ack_and_nothing_after_ack() {
     let relay = start(&data).await;
     let p = pin(&data);
     let bob = org.member("bob");
-    let alice = org.member("alice");
     let mut b = admitted(relay.local_addr, p, &bob).await;
     let mb = create_mailbox(&b).await;
     assert_eq!(b.open_mailbox(mb.recipient, &mb.owner).await.unwrap(), 0);
     let mut pushes = b.subscribe().await.unwrap();
 
-    let a = admitted(relay.local_addr, p, &alice).await;
-    let Response::Sent(sent) = a
-        .request(&send_req(mb.sender, 3600, b"hello bob"))
-        .await
-        .unwrap()
-    else {
-        panic!()
-    };
-    assert!(sent.expires_at > now() && sent.expires_at % 3600 == 0);
+    let a = anonymous(relay.local_addr, p).await;
+    let sent = sent(mb.send(&a, 3600, b"hello bob").await);
+    assert!(sent.expires_at > now() && sent.expires_at.is_multiple_of(3600));
     // Pushed at once.
     let push = tokio::time::timeout(Duration::from_secs(5), pushes.next())
         .await
@@ -247,13 +328,7 @@ async fn send_push_fetch_ack_and_nothing_after_ack() {
         b"hello bob"
     );
     // And fetchable until acknowledged.
-    let Response::Envelopes(e) = b
-        .request(&Request::Fetch(Fetch { limit: 10 }))
-        .await
-        .unwrap()
-    else {
-        panic!()
-    };
+    let e = fetched(&b, 10).await;
     assert_eq!(e.envelopes.len(), 1);
     assert!(!e.more);
     let Response::Acked(acked) = b
@@ -266,19 +341,19 @@ async fn send_push_fetch_ack_and_nothing_after_ack() {
         panic!()
     };
     assert_eq!(acked.deleted, 1);
-    let Response::Envelopes(e) = b
-        .request(&Request::Fetch(Fetch { limit: 10 }))
-        .await
-        .unwrap()
-    else {
-        panic!()
-    };
+    let e = fetched(&b, 10).await;
     assert!(e.envelopes.is_empty());
     // Unknown destination.
     assert_eq!(
         refused(
-            a.request(&send_req(postern_protocol::MailboxId([3; 32]), 60, b"x"))
-                .await
+            send(
+                &a,
+                postern_protocol::MailboxId([3; 32]),
+                &mb.sender_key,
+                60,
+                b"x"
+            )
+            .await
         ),
         ErrorCode::NotFound
     );
@@ -294,13 +369,10 @@ async fn a_mailbox_opens_only_with_its_owner_key_and_acks_only_touch_it() {
     let bob = org.member("bob");
     let eve = org.member("eve");
     let (b, mb) = with_mailbox(relay.local_addr, p, &bob).await;
-    let Response::Sent(sent) = b
-        .request(&send_req(mb.sender, 600, b"for bob"))
-        .await
-        .unwrap()
-    else {
-        panic!()
-    };
+    let sent = sent(
+        mb.send(&anonymous(relay.local_addr, p).await, 600, b"for bob")
+            .await,
+    );
 
     let mut e = admitted(relay.local_addr, p, &eve).await;
     let wrong_key = postern_identity::DeviceKeyPair::from_seed(&[7; 32]);
@@ -330,17 +402,12 @@ async fn a_mailbox_opens_only_with_its_owner_key_and_acks_only_touch_it() {
         .request(&Request::CreateMailbox(CreateMailbox {
             recipient: mb.recipient,
             sender: postern_protocol::MailboxId([1; 32]),
-            owner: FixedBytes([2; 32]),
+            owner: FixedBytes(emb.owner.public_key().to_bytes()),
+            sender_key: FixedBytes(emb.sender_key.public_key().to_bytes()),
         }))
         .await;
     assert_eq!(refused(r), ErrorCode::AlreadyExists);
-    let Response::Envelopes(env) = b
-        .request(&Request::Fetch(Fetch { limit: 5 }))
-        .await
-        .unwrap()
-    else {
-        panic!()
-    };
+    let env = fetched(&b, 5).await;
     assert_eq!(env.envelopes.len(), 1);
     relay.shutdown().await;
 }
@@ -350,26 +417,20 @@ async fn ttl_is_clamped_and_bodies_must_be_a_bucket() {
     let org = Org::new();
     let (_d, data) = relay_dir(&org, |c| c.max_ttl_secs = 120);
     let relay = start(&data).await;
+    let p = pin(&data);
     let m = org.member("member-m");
-    let c = admitted(relay.local_addr, pin(&data), &m).await;
+    let c = admitted(relay.local_addr, p, &m).await;
     assert_eq!(c.max_ttl_secs(), Some(120));
     let mb = create_mailbox(&c).await;
+    let a = anonymous(relay.local_addr, p).await;
     let t = now();
-    let Response::Sent(s) = c
-        .request(&send_req(mb.sender, u32::MAX, b"x"))
-        .await
-        .unwrap()
-    else {
-        panic!()
-    };
+    let s = sent(mb.send(&a, u32::MAX, b"x").await);
     assert!(s.expires_at <= t + 120 + 3600, "{} vs {t}", s.expires_at);
     assert_eq!(s.expires_at % 3600, 0);
-    let bad = Request::Send(SendEnvelope {
-        to: mb.sender,
-        ttl_secs: 60,
-        body: Bytes::new(vec![0x80; 1000]).unwrap(),
-    });
-    assert_eq!(refused(c.request(&bad).await), ErrorCode::BadPadding);
+    // Refused even when properly signed.
+    let bad = signed_send(&a, mb.sender, &mb.sender_key, 60, vec![0x80; 1000]);
+    assert_eq!(refused(a.request(&bad).await), ErrorCode::BadPadding);
+    assert_eq!(stored(&relay), 1);
     relay.shutdown().await;
 }
 
@@ -380,17 +441,15 @@ async fn quota_refuses_then_signals_when_space_returns() {
     let relay = start(&data).await;
     let m = org.member("member-m");
     let (c, mb) = with_mailbox(relay.local_addr, pin(&data), &m).await;
+    let a = anonymous(relay.local_addr, pin(&data)).await;
     let mut pushes = c.subscribe().await.unwrap();
     let mut ids = Vec::new();
     for i in 0..3 {
-        let Response::Sent(s) = c.request(&send_req(mb.sender, 600, &[i])).await.unwrap() else {
-            panic!()
-        };
-        ids.push(s.id);
+        ids.push(sent(mb.send(&a, 600, &[i]).await).id);
     }
     for _ in 0..2 {
         assert_eq!(
-            refused(c.request(&send_req(mb.sender, 600, b"over")).await),
+            refused(mb.send(&a, 600, b"over").await),
             ErrorCode::QuotaExceeded
         );
     }
@@ -411,10 +470,7 @@ async fn quota_refuses_then_signals_when_space_returns() {
         saw_space |= p == Push::SpaceAvailable;
     }
     assert!(saw_space);
-    assert!(matches!(
-        c.request(&send_req(mb.sender, 600, b"fits")).await.unwrap(),
-        Response::Sent(_)
-    ));
+    sent(mb.send(&a, 600, b"fits").await);
     relay.shutdown().await;
 }
 
@@ -428,6 +484,8 @@ async fn the_directory_hands_out_each_one_time_prekey_once_and_only_the_publishe
     let bob = org.member("bob");
     let a = admitted(relay.local_addr, p, &alice).await;
     let b = admitted(relay.local_addr, p, &bob).await;
+    // Look-ups go on a connection of their own, with no identity.
+    let look = anonymous(relay.local_addr, p).await;
     let dir = HandleTag([0x44; 32]);
     let publish = |entry: &[u8], otks: Vec<&[u8]>| {
         Request::PublishPrekeys(PublishPrekeys {
@@ -455,7 +513,7 @@ async fn the_directory_hands_out_each_one_time_prekey_once_and_only_the_publishe
     );
     // The entry alone, as often as asked: no one-time prekey goes with it.
     for _ in 0..3 {
-        let Response::Prekeys(pk) = b
+        let Response::Prekeys(pk) = look
             .request(&Request::FetchEntry(FetchEntry { directory: dir }))
             .await
             .unwrap()
@@ -468,7 +526,7 @@ async fn the_directory_hands_out_each_one_time_prekey_once_and_only_the_publishe
     let fetch = Request::FetchPrekeys(FetchPrekeys { directory: dir });
     let mut got = Vec::new();
     for _ in 0..3 {
-        let Response::Prekeys(pk) = b.request(&fetch).await.unwrap() else {
+        let Response::Prekeys(pk) = look.request(&fetch).await.unwrap() else {
             panic!()
         };
         assert_eq!(pk.entry.as_slice(), b"entry-v1");
@@ -487,7 +545,7 @@ async fn the_directory_hands_out_each_one_time_prekey_once_and_only_the_publishe
             directory: HandleTag([0; 32]),
         }),
     ] {
-        assert_eq!(refused(b.request(&unknown).await), ErrorCode::NotFound);
+        assert_eq!(refused(look.request(&unknown).await), ErrorCode::NotFound);
     }
     relay.shutdown().await;
 }
@@ -502,7 +560,7 @@ async fn revocation_lists_only_move_forward_and_cut_off_the_revoked() {
     let courier = org.member("courier-7");
     let watcher = org.member("watcher");
     let c = admitted(relay.local_addr, p, &courier).await;
-    let (w, wmb) = with_mailbox(relay.local_addr, p, &watcher).await;
+    let (w, _wmb) = with_mailbox(relay.local_addr, p, &watcher).await;
     let mut pushes = w.subscribe().await.unwrap();
 
     let put = |l: Vec<u8>| {
@@ -547,11 +605,19 @@ async fn revocation_lists_only_move_forward_and_cut_off_the_revoked() {
         refused(anon.request(&put(bad)).await),
         ErrorCode::BadSignature
     );
-    // The revoked courier's open connection is cut off at its next request.
+    // The revoked courier's open connection is cut off at its next request, whatever
+    // it is, and closed.
     assert_eq!(
-        refused(c.request(&send_req(wmb.sender, 60, b"x")).await),
+        refused(c.request(&Request::Ping(Ping { nonce: 1 })).await),
         ErrorCode::Revoked
     );
+    let closed = tokio::time::timeout(Duration::from_secs(5), c.quic().closed()).await;
+    assert!(closed.is_ok(), "the revoked connection stayed open");
+    // The watcher's (not revoked) is not.
+    assert!(matches!(
+        w.request(&Request::Ping(Ping { nonce: 2 })).await.unwrap(),
+        Response::Pong(_)
+    ));
     // The list is served.
     let Response::RevocationList(l) = anon.request(&Request::GetRevocationList).await.unwrap()
     else {
@@ -754,5 +820,410 @@ async fn holds_a_thousand_authenticated_idle_connections() {
         Response::Pong(_)
     ));
     drop(conns);
+    relay.shutdown().await;
+}
+
+/// A directory entry `entry` at `dir` with one-time prekeys `otks`, published on `c`.
+async fn publish(c: &RelayConnection, dir: HandleTag, entry: &[u8], otks: &[&[u8]]) {
+    let r = c
+        .request(&Request::PublishPrekeys(PublishPrekeys {
+            directory: dir,
+            entry: Bytes::try_from(entry).unwrap(),
+            one_time: BoundedVec::new(otks.iter().map(|o| Bytes::try_from(*o).unwrap()).collect())
+                .unwrap(),
+        }))
+        .await
+        .unwrap();
+    assert!(matches!(r, Response::PrekeysPublished(_)), "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_connection_never_sends_or_looks_up() {
+    let org = Org::new();
+    let (_d, data) = relay_dir(&org, |_| {});
+    let relay = start(&data).await;
+    let p = pin(&data);
+    let (c, mb) = with_mailbox(relay.local_addr, p, &org.member("owner")).await;
+    let dir = HandleTag([0x21; 32]);
+    publish(&c, dir, b"entry", &[b"only-otk"]).await;
+    // A send signed properly for this connection is refused, and nothing is stored.
+    assert_eq!(
+        refused(mb.send(&c, 600, b"from an owner").await),
+        ErrorCode::UnexpectedRequest
+    );
+    assert_eq!(stored(&relay), 0);
+    for req in [
+        Request::FetchEntry(FetchEntry { directory: dir }),
+        Request::FetchPrekeys(FetchPrekeys { directory: dir }),
+    ] {
+        assert_eq!(
+            refused(c.request(&req).await),
+            ErrorCode::UnexpectedRequest,
+            "{req:?}"
+        );
+    }
+    // It is still an owner connection: its mailbox is served (and empty).
+    let e = fetched(&c, 10).await;
+    assert!(e.envelopes.is_empty());
+    // The same on an anonymous connection works; the refused FetchPrekeys took nothing,
+    // so the only one-time prekey is still there.
+    let a = anonymous(relay.local_addr, p).await;
+    sent(mb.send(&a, 600, b"from anyone").await);
+    assert_eq!(stored(&relay), 1);
+    let Response::Prekeys(pk) = a
+        .request(&Request::FetchPrekeys(FetchPrekeys { directory: dir }))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(pk.one_time.unwrap().as_slice(), b"only-otk");
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_sent_or_looked_up_cannot_authenticate() {
+    let org = Org::new();
+    let (_d, data) = relay_dir(&org, |_| {});
+    let relay = start(&data).await;
+    let p = pin(&data);
+    let m = org.member("member-m");
+    let owner = admitted(relay.local_addr, p, &m).await;
+    let mb = create_mailbox(&owner).await;
+    let dir = HandleTag([0x22; 32]);
+    publish(&owner, dir, b"entry", &[]).await;
+    let lookups = [
+        Request::FetchEntry(FetchEntry { directory: dir }),
+        Request::FetchPrekeys(FetchPrekeys { directory: dir }),
+    ];
+    // First a send, then each kind of look-up, makes a connection anonymous for good.
+    let mut firsts = vec![None];
+    firsts.extend(lookups.into_iter().map(Some));
+    for first in firsts {
+        let mut c = anonymous(relay.local_addr, p).await;
+        match &first {
+            None => {
+                sent(mb.send(&c, 600, b"x").await);
+            }
+            Some(req) => {
+                assert!(matches!(
+                    c.request(req).await.unwrap(),
+                    Response::Prekeys(_)
+                ));
+            }
+        }
+        match c.authenticate(&m).await {
+            Err(TransportError::Refused(ErrorCode::UnexpectedRequest)) => {}
+            other => panic!("after {first:?}: {other:?}"),
+        }
+        // Not admitted, and still anonymous.
+        assert_eq!(
+            refused(c.request(&Request::Fetch(Fetch { limit: 1 })).await),
+            ErrorCode::Unauthorized
+        );
+        sent(mb.send(&c, 600, b"y").await);
+    }
+    let metrics = relay.metrics().snapshot();
+    assert_eq!(metrics.owner_admissions, 1);
+    assert_eq!(metrics.auth_failed, 0);
+    // The certificate itself is fine: on a connection of its own it is admitted.
+    admitted(relay.local_addr, p, &m).await;
+    assert_eq!(relay.metrics().snapshot().owner_admissions, 2);
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_signature_binds_the_key_the_connection_the_body_and_the_ttl() {
+    let org = Org::new();
+    let (_d, data) = relay_dir(&org, |_| {});
+    let relay = start(&data).await;
+    let p = pin(&data);
+    let owner = admitted(relay.local_addr, p, &org.member("owner")).await;
+    let mb = create_mailbox(&owner).await;
+    let other = create_mailbox(&owner).await;
+    let a = anonymous(relay.local_addr, p).await;
+    let b = anonymous(relay.local_addr, p).await;
+    let body = pad(b"the body").unwrap();
+    let sign =
+        |c: &RelayConnection, key: &postern_identity::DeviceKeyPair, ttl: u32, body: &[u8]| {
+            FixedBytes(key.sign(SEND_CONTEXT, &c.send_message(&mb.sender, ttl, body)))
+        };
+    let request = |ttl: u32, body: &[u8], signature: FixedBytes<64>| {
+        Request::Send(SendEnvelope {
+            to: mb.sender,
+            ttl_secs: ttl,
+            body: Bytes::try_from(body).unwrap(),
+            signature,
+        })
+    };
+    let wrong_key = postern_identity::DeviceKeyPair::generate();
+    let replayed = sign(&a, &mb.sender_key, 600, &body);
+    let cases = [
+        (
+            "a key that is not the mailbox's",
+            request(600, &body, sign(&b, &wrong_key, 600, &body)),
+        ),
+        (
+            "another mailbox's sender key",
+            request(600, &body, sign(&b, &other.sender_key, 600, &body)),
+        ),
+        (
+            "a signature made for connection A",
+            request(600, &body, replayed),
+        ),
+        (
+            "a signature over another body",
+            request(
+                600,
+                &body,
+                sign(&b, &mb.sender_key, 600, &pad(b"other body").unwrap()),
+            ),
+        ),
+        (
+            "a signature over another ttl",
+            request(600, &body, sign(&b, &mb.sender_key, 601, &body)),
+        ),
+        ("no signature", request(600, &body, FixedBytes([0; 64]))),
+    ];
+    for (what, req) in &cases {
+        assert_eq!(
+            refused(b.request(req).await),
+            ErrorCode::BadSignature,
+            "{what}"
+        );
+    }
+    assert_eq!(stored(&relay), 0);
+    // On the same connection, the right signature is accepted ...
+    sent(
+        b.request(&request(600, &body, sign(&b, &mb.sender_key, 600, &body)))
+            .await,
+    );
+    assert_eq!(stored(&relay), 1);
+    // ... and so is the replayed one on the connection it was made for.
+    sent(a.request(&request(600, &body, replayed)).await);
+    assert_eq!(stored(&relay), 2);
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_sender_key_rotates_who_may_send() {
+    let org = Org::new();
+    let (_d, data) = relay_dir(&org, |_| {});
+    let relay = start(&data).await;
+    let p = pin(&data);
+    let (c, mb) = with_mailbox(relay.local_addr, p, &org.member("owner")).await;
+    let a = anonymous(relay.local_addr, p).await;
+    sent(mb.send(&a, 600, b"before").await);
+    let new_key = postern_identity::DeviceKeyPair::generate();
+    let set = Request::SetSenderKey(SetSenderKey {
+        sender_key: FixedBytes(new_key.public_key().to_bytes()),
+    });
+    // Only the owner connection with the mailbox open may set it.
+    let no_mailbox = admitted(relay.local_addr, p, &org.member("other")).await;
+    assert_eq!(
+        refused(no_mailbox.request(&set).await),
+        ErrorCode::Unauthorized
+    );
+    assert_eq!(refused(a.request(&set).await), ErrorCode::Unauthorized);
+    sent(mb.send(&a, 600, b"still the old key").await);
+    assert_eq!(c.request(&set).await.unwrap(), Response::SenderKeySet);
+    // The old key no longer verifies: sends under it are refused and store nothing.
+    for conn in [&a, &anonymous(relay.local_addr, p).await] {
+        assert_eq!(
+            refused(mb.send(conn, 600, b"old key").await),
+            ErrorCode::BadSignature
+        );
+    }
+    assert_eq!(stored(&relay), 2);
+    let s = sent(send(&a, mb.sender, &new_key, 600, b"new key").await);
+    assert_eq!(stored(&relay), 3);
+    let e = fetched(&c, 10).await;
+    let mut bodies: Vec<_> = e
+        .envelopes
+        .as_slice()
+        .iter()
+        .map(|e| {
+            postern_protocol::padding::unpad(e.body.as_slice())
+                .unwrap()
+                .to_vec()
+        })
+        .collect();
+    bodies.sort();
+    assert_eq!(
+        bodies,
+        [&b"before"[..], b"new key", b"still the old key"].map(<[u8]>::to_vec)
+    );
+    assert!(e.envelopes.as_slice().iter().any(|e| e.id == s.id));
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_queue_has_its_own_send_budget() {
+    let org = Org::new();
+    let (_d, data) = relay_dir(&org, |c| {
+        unlimited_anonymous(c);
+        c.limits.queue_sends_per_minute = 1;
+        c.limits.queue_send_burst = 2;
+    });
+    let relay = start(&data).await;
+    let p = pin(&data);
+    let owner = admitted(relay.local_addr, p, &org.member("owner")).await;
+    let (one, two) = (create_mailbox(&owner).await, create_mailbox(&owner).await);
+    let a = anonymous(relay.local_addr, p).await;
+    // Sends without the sender key do not spend a queue's budget.
+    for _ in 0..3 {
+        assert_eq!(
+            refused(send(&a, two.sender, &one.sender_key, 600, b"forged").await),
+            ErrorCode::BadSignature
+        );
+    }
+    sent(one.send(&a, 600, b"1").await);
+    sent(one.send(&a, 600, b"2").await);
+    assert_eq!(
+        refused(one.send(&a, 600, b"3").await),
+        ErrorCode::RateLimited
+    );
+    // The budget is the queue's, whoever sends: a new connection is refused too.
+    assert_eq!(
+        refused(
+            one.send(&anonymous(relay.local_addr, p).await, 600, b"3")
+                .await
+        ),
+        ErrorCode::RateLimited
+    );
+    // Another queue still has all of its own.
+    sent(two.send(&a, 600, b"1").await);
+    sent(two.send(&a, 600, b"2").await);
+    assert_eq!(
+        refused(two.send(&a, 600, b"3").await),
+        ErrorCode::RateLimited
+    );
+    assert_eq!(stored(&relay), 4);
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_source_address_has_one_budget_for_anonymous_requests() {
+    let org = Org::new();
+    let (_d, data) = relay_dir(&org, |c| {
+        c.limits.anonymous_requests_per_minute = 1;
+        c.limits.anonymous_request_burst = 3;
+    });
+    let relay = start(&data).await;
+    let p = pin(&data);
+    let (owner, mb) = with_mailbox(relay.local_addr, p, &org.member("owner")).await;
+    let dir = HandleTag([0x23; 32]);
+    publish(&owner, dir, b"entry", &[b"otk"]).await;
+    // Three anonymous requests of all three kinds, on two connections, use it up ...
+    let first = anonymous(relay.local_addr, p).await;
+    sent(mb.send(&first, 600, b"1").await);
+    assert!(matches!(
+        first
+            .request(&Request::FetchEntry(FetchEntry { directory: dir }))
+            .await
+            .unwrap(),
+        Response::Prekeys(_)
+    ));
+    let second = anonymous(relay.local_addr, p).await;
+    assert!(matches!(
+        second
+            .request(&Request::FetchPrekeys(FetchPrekeys { directory: dir }))
+            .await
+            .unwrap(),
+        Response::Prekeys(_)
+    ));
+    // ... so the fourth is refused, on a new connection too, whatever it is.
+    let third = anonymous(relay.local_addr, p).await;
+    assert_eq!(
+        refused(mb.send(&third, 600, b"4").await),
+        ErrorCode::RateLimited
+    );
+    for req in [
+        Request::FetchEntry(FetchEntry { directory: dir }),
+        Request::FetchPrekeys(FetchPrekeys { directory: dir }),
+    ] {
+        assert_eq!(
+            refused(first.request(&req).await),
+            ErrorCode::RateLimited,
+            "{req:?}"
+        );
+    }
+    assert_eq!(stored(&relay), 1);
+    // Owner connections and public requests are not charged to it.
+    assert!(matches!(
+        third
+            .request(&Request::Ping(Ping { nonce: 1 }))
+            .await
+            .unwrap(),
+        Response::Pong(_)
+    ));
+    let e = fetched(&owner, 10).await;
+    assert_eq!(e.envelopes.len(), 1);
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_count_owner_and_anonymous_connections_apart() {
+    let org = Org::new();
+    let (_d, data) = relay_dir(&org, |_| {});
+    let relay = start(&data).await;
+    let p = pin(&data);
+    let owner = admitted(relay.local_addr, p, &org.member("owner")).await;
+    let mb = create_mailbox(&owner).await;
+    // Two anonymous connections, one of which sends twice.
+    let a = anonymous(relay.local_addr, p).await;
+    sent(mb.send(&a, 600, b"1").await);
+    sent(mb.send(&a, 600, b"2").await);
+    let b = anonymous(relay.local_addr, p).await;
+    sent(mb.send(&b, 600, b"3").await);
+    // Neither kind: a connection that only pings, and one whose admission failed.
+    let idle = anonymous(relay.local_addr, p).await;
+    idle.request(&Request::Ping(Ping { nonce: 1 }))
+        .await
+        .unwrap();
+    let mut failed = anonymous(relay.local_addr, p).await;
+    assert!(
+        failed
+            .authenticate(&Org::new().member("stranger"))
+            .await
+            .is_err()
+    );
+    let m = relay.metrics().snapshot();
+    assert_eq!(m.owner_admissions, 1);
+    assert_eq!(m.anonymous_connections, 2);
+    assert_eq!(m.auth_failed, 1);
+    assert_eq!(m.envelopes_stored, 3);
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_its_hourly_budget_an_entry_is_served_without_one_time_prekeys() {
+    let org = Org::new();
+    let (_d, data) = relay_dir(&org, |c| c.limits.one_time_prekeys_per_entry_per_hour = 2);
+    let relay = start(&data).await;
+    let p = pin(&data);
+    let owner = admitted(relay.local_addr, p, &org.member("owner")).await;
+    let (dir, other) = (HandleTag([0x24; 32]), HandleTag([0x25; 32]));
+    publish(&owner, dir, b"entry", &[b"k1", b"k2", b"k3"]).await;
+    publish(&owner, other, b"other entry", &[b"o1"]).await;
+    let fetch = |directory| Request::FetchPrekeys(FetchPrekeys { directory });
+    let mut got = Vec::new();
+    for _ in 0..4 {
+        // A new connection each time: the budget is the entry's.
+        let c = anonymous(relay.local_addr, p).await;
+        let Response::Prekeys(pk) = c.request(&fetch(dir)).await.unwrap() else {
+            panic!()
+        };
+        assert_eq!(pk.entry.as_slice(), b"entry");
+        got.push(pk.one_time.is_some());
+    }
+    assert_eq!(got, [true, true, false, false]);
+    // The third one-time prekey is kept, not handed out; another entry has its own budget.
+    assert_eq!(relay.store().counts().unwrap().one_time_prekeys, 2);
+    let c = anonymous(relay.local_addr, p).await;
+    let Response::Prekeys(pk) = c.request(&fetch(other)).await.unwrap() else {
+        panic!()
+    };
+    assert_eq!(pk.one_time.unwrap().as_slice(), b"o1");
     relay.shutdown().await;
 }

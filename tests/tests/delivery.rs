@@ -8,6 +8,7 @@ use postern::delivery::{
     BUNDLE_BODY_PREFIX, Deliveries, DeliveryError, MEMBERS_BODY_PREFIX, NewDeliveryRequest,
     SECRET_BODY_PREFIX, Update, decode_bundle,
 };
+use postern::member::SendPath;
 use postern::member::{Connection, Member, unix_now};
 use postern_deliveries::{
     Amount, Currency, DeliveryId, DeliveryState, EventText, FamilyRef, HandoffCode, LogError,
@@ -392,8 +393,14 @@ async fn a_change_made_while_the_relay_is_unreachable_is_queued_and_sent_once_by
     kd.sync(&kc).await.unwrap();
     assert_eq!(kd.show(&id).unwrap().status, Status::Assigned);
 
-    // The coordinator's connection is gone: the note is recorded and queued, not lost.
+    // The coordinator's connections (owner and send) are gone: the note is recorded and
+    // queued, not lost.
     cc.relay().quic().close(0u32.into(), b"network gone");
+    cc.anonymous()
+        .await
+        .unwrap()
+        .quic()
+        .close(0u32.into(), b"network gone");
     let text = "meet at the second bridge";
     let delivered = cd
         .update(&cc, &id, Update::Note(EventText::new(text).unwrap()))

@@ -254,7 +254,8 @@ impl<'m> Deliveries<'m> {
         if let Some(r) = self.member.contact_role(who)? {
             return Ok(r);
         }
-        self.member.lookup(conn, who, false).await?;
+        let relay = crate::member::SendPath::anonymous(conn).await?;
+        self.member.lookup(relay, who, false).await?;
         self.member
             .contact_role(who)?
             .ok_or_else(|| DeliveryError::Member(MemberError::UnknownHandle(who.to_owned())))

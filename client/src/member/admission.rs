@@ -1,11 +1,13 @@
-//! Connecting: pinned QUIC to the org's relay, the revocation list refreshed and offered,
-//! admission with the device key, the mailbox opened.
+//! Connecting: pinned QUIC to the org's relay, the revocation list refreshed and offered;
+//! for an owner connection, admission with the device key and the mailbox opened; for a
+//! send connection, nothing that identifies the member.
 
 use super::*;
 
 impl Member {
-    /// Connects to the org's relay: pinned QUIC, revocation list refresh, admission with
-    /// the device key, and the mailbox opened.
+    /// Opens an owner connection to the org's relay: pinned QUIC, revocation list
+    /// refresh, admission with the device key, and the mailbox opened (and its sender key
+    /// set, if an older client made it without one).
     pub async fn connect(&self) -> Result<Connection, MemberError> {
         let org = self.enrolled()?.clone();
         let address = relay_address(&org)?;
@@ -14,14 +16,57 @@ impl Member {
             .open_mailbox(org.recipient, &org.owner)
             .await
             .map_err(|e| relay_err("opening the mailbox", e))?;
+        let mut account = load_account(&self.vault, &self.home)?;
+        if account.enrolled.as_ref().is_some_and(|e| !e.sender_key_set) {
+            self.set_sender_key_on(&relay, &mut account).await?;
+        }
         let revocation_version = load_revocations(&self.vault)?.version();
-        Ok(Connection {
-            relay_max_ttl_secs: relay.max_ttl_secs().unwrap_or(0),
-            relay,
-            address: address.to_string(),
-            pending,
-            revocation_version,
-        })
+        Ok(Connection::new(relay, address, pending, revocation_version))
+    }
+
+    /// Opens a send connection to the org's relay: pinned QUIC and the revocation list
+    /// refreshed, nothing else. It never presents the certificate or any key of the
+    /// member's, so what is sent on it is not tied to the member.
+    pub async fn connect_sender(&self) -> Result<SendConnection, MemberError> {
+        let org = self.enrolled()?.clone();
+        let address = relay_address(&org)?;
+        let relay = RelayConnection::connect(&address).await.map_err(|source| {
+            MemberError::Unreachable {
+                relay: address.to_string(),
+                source,
+            }
+        })?;
+        self.refresh_revocations_on(&relay).await?;
+        // The relay no longer sees our certificate, so we refuse for it: peers would
+        // drop what a revoked or expired member sends.
+        match self.certificate_status()? {
+            CertificateStatus::Revoked => return Err(MemberError::SelfRevoked),
+            CertificateStatus::Expired => return Err(MemberError::SelfExpired),
+            _ => {}
+        }
+        Ok(SendConnection { relay, address })
+    }
+
+    /// Sets the mailbox's sender key on an owner connection with the mailbox open, and
+    /// records that it is set.
+    pub(super) async fn set_sender_key_on(
+        &self,
+        relay: &RelayConnection,
+        account: &mut Account,
+    ) -> Result<(), MemberError> {
+        let org = self.enrolled()?;
+        let req = Request::SetSenderKey(SetSenderKey {
+            sender_key: FixedBytes(org.sender_key.key_pair().public_key().to_bytes()),
+        });
+        match relay.request(&req).await {
+            Ok(Response::SenderKeySet) => {}
+            Ok(_) => return Err(unexpected("setting the mailbox's sender key")),
+            Err(e) => return Err(relay_err("setting the mailbox's sender key", e)),
+        }
+        if let Some(e) = &mut account.enrolled {
+            e.sender_key_set = true;
+        }
+        save_account(&self.vault, account)
     }
 
     pub(super) async fn admit(

@@ -39,6 +39,7 @@ impl Member {
                     recipient: org.recipient,
                     sender: org.sender,
                     owner: FixedBytes(org.owner.public_key().to_bytes()),
+                    sender_key: FixedBytes(org.sender_key.key_pair().public_key().to_bytes()),
                 }))
                 .await;
             match created {
@@ -59,13 +60,10 @@ impl Member {
             e.mailbox_created = true;
         }
         save_account(&self.vault, &account)?;
-        let conn = Connection {
-            relay,
-            address: address.to_string(),
-            pending,
-            relay_max_ttl_secs: 0,
-            revocation_version: 0,
-        };
+        // Set (again) whatever the create said: a mailbox made by an attempt whose
+        // answer was lost has the same key, and setting it twice changes nothing.
+        self.set_sender_key_on(&relay, &mut account).await?;
+        let conn = Connection::new(relay, address.clone(), pending, 0);
         progress(&format!(
             "Publishing your directory entry and {} one-time prekeys…",
             PREKEY_POLICY.target
@@ -141,6 +139,8 @@ impl Member {
             mailbox_owner_seed: rand::random(),
             mailbox_created: false,
             published: false,
+            mailbox_sender_key_seed: rand::random(),
+            sender_key_set: false,
         });
         account.bundle_secret = None;
         save_account(&self.vault, account)?;

@@ -32,14 +32,16 @@ use postern_protocol::bytes::{BoundedVec, Bytes, FixedBytes};
 use postern_protocol::ids::{EnvelopeId, MailboxId};
 use postern_protocol::message::{
     Ack, CreateMailbox, Envelope, Fetch, FetchEntry, FetchPrekeys, PublishPrekeys,
-    PutRevocationList, Request, Response, SendEnvelope,
+    PutRevocationList, Request, Response, SetSenderKey,
 };
 use postern_protocol::padding::{pad, unpad};
 use postern_transport::{DeviceSigner, PushStream, RelayConnection, TransportError};
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::directory::{self, BlobKind, DirectoryError, EntryContent, VerifiedEntry};
+use crate::directory::{
+    self, BlobKind, DirectoryError, EntryContent, SenderKeySeed, VerifiedEntry,
+};
 use crate::passphrase::PassphraseError;
 use crate::secure_file::create_private_dir;
 
@@ -58,7 +60,9 @@ const FETCH_PAGE: u16 = 64;
 const PUBLISH_BATCH: usize = postern_protocol::limits::MAX_ONE_TIME_PREKEYS_PER_PUBLISH;
 
 const ACCOUNT_RECORD: &[u8] = b"postern/account";
-const CONTACTS_RECORD: &[u8] = b"postern/contacts";
+const CONTACTS_RECORD: &[u8] = b"postern/contacts/2";
+/// Contacts as format 1 stored them (no sender keys); read once, replaced on next save.
+const CONTACTS_RECORD_V1: &[u8] = b"postern/contacts";
 const REVOCATIONS_RECORD: &[u8] = b"postern/revocations";
 
 mod admission;
@@ -73,7 +77,7 @@ mod reports;
 mod send;
 mod wipe;
 
-pub use connection::Connection;
+pub use connection::{Connection, SendConnection, SendPath};
 use connection::{relay_err, unexpected};
 pub use error::MemberError;
 #[cfg(test)]
@@ -256,6 +260,13 @@ impl Member {
         let vault = Vault::open(&home.join(VAULT_DIR), passphrase).map_err(vault_err(home))?;
         vault.purge_expired(SystemTime::now())?;
         let account = load_account(&vault, home)?;
+        let stored_format = vault
+            .get_record(ACCOUNT_RECORD)?
+            .and_then(|b| b.first().copied());
+        if stored_format != Some(ACCOUNT_FORMAT) {
+            // Migrated from an older format: keep the result (its new keys) before use.
+            save_account(&vault, &account)?;
+        }
         let org = org_state(&account)?.map(Arc::new);
         Ok(Self {
             home: home.to_owned(),

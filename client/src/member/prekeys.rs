@@ -20,6 +20,7 @@ impl Member {
                 let content = EntryContent {
                     certificate: org.certificate.encode(),
                     sender: org.sender,
+                    sender_key: org.sender_key.clone(),
                     prekeys,
                 };
                 Ok((
@@ -93,7 +94,7 @@ impl Member {
     /// member's supply is finite.
     pub async fn lookup(
         &self,
-        conn: &Connection,
+        relay: &RelayConnection,
         handle: &str,
         take_one_time: bool,
     ) -> Result<(VerifiedEntry, Option<postern_e2e::OneTimePreKey>), MemberError> {
@@ -105,7 +106,7 @@ impl Member {
         } else {
             Request::FetchEntry(FetchEntry { directory })
         };
-        let prekeys = match conn.relay.request(&request).await {
+        let prekeys = match relay.request(&request).await {
             Ok(Response::Prekeys(p)) => p,
             Ok(_) => return Err(unexpected("fetching a directory entry")),
             Err(TransportError::Refused(ErrorCode::NotFound)) => {
@@ -144,6 +145,7 @@ impl Member {
             certificate: entry.certificate.encode(),
             sender: *entry.sender.as_bytes(),
             updated_at: unix_now(),
+            sender_key: Some(entry.sender_key.clone()),
         });
         self.save_contacts(&contacts)?;
         Ok((entry, one_time))
@@ -153,6 +155,7 @@ impl Member {
         let bytes =
             postcard::to_allocvec(contacts).map_err(|_| MemberError::Corrupt("contacts"))?;
         self.vault.put_record(CONTACTS_RECORD, &bytes)?;
+        self.vault.delete_record(CONTACTS_RECORD_V1)?;
         Ok(())
     }
 }

@@ -30,12 +30,18 @@ impl Member {
                 Err(E2eError::Untrusted { peer, reason })
                     if attempt == 0 && refreshable(&reason) =>
                 {
-                    match self.lookup(conn, &peer, false).await {
+                    let looked_up = match conn.anonymous().await {
+                        Ok(relay) => self.lookup(relay, &peer, false).await,
+                        Err(e) => Err(e),
+                    };
+                    match looked_up {
                         Ok(_) => continue,
                         Err(MemberError::PeerRevoked(p)) => {
                             EnvelopeOutcome::Dropped(Dropped::Revoked(p))
                         }
-                        Err(MemberError::Relay { .. }) => EnvelopeOutcome::Deferred,
+                        Err(MemberError::Relay { .. } | MemberError::Unreachable { .. }) => {
+                            EnvelopeOutcome::Deferred
+                        }
                         Err(MemberError::Vault(e)) => return Err(MemberError::Vault(e)),
                         Err(_) => EnvelopeOutcome::Dropped(Dropped::Untrusted(peer)),
                     }

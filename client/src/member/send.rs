@@ -16,10 +16,11 @@ impl Member {
 
     /// Encrypts `body` to `to` and stores it on the relay. Returns only once the relay
     /// has durably accepted the envelope. Sets up a session from the directory first if
-    /// there is none; refuses revoked or untrusted peers.
+    /// there is none; refuses revoked or untrusted peers. The lookup and the send go on
+    /// `conn`'s connection without identity, signed with the destination's sender key.
     pub async fn send(
         &self,
-        conn: &Connection,
+        conn: &impl SendPath,
         to: &str,
         content_type: ContentType,
         body: &[u8],
@@ -30,7 +31,8 @@ impl Member {
         if to == self.handle {
             return Err(MemberError::SelfSend);
         }
-        let ttl = self.resolve_ttl(ttl, conn.relay_max_ttl_secs)?;
+        let relay_max = conn.relay_max_ttl_secs();
+        let ttl = self.resolve_ttl(ttl, relay_max)?;
         if body.len() > postern_e2e::plaintext::MAX_BODY_LEN {
             return Err(MemberError::TooLong(body.len()));
         }
@@ -40,9 +42,13 @@ impl Member {
             self.with_messenger(move |m, _| Ok(m.has_session(&to)?))
                 .await?
         };
-        let known = load_contacts(&self.vault)?.iter().any(|c| c.handle == to);
+        // A contact stored by an older client has no sender key: look it up again.
+        let known = load_contacts(&self.vault)?
+            .iter()
+            .any(|c| c.handle == to && c.sender_key.is_some());
+        let relay = conn.anonymous().await?;
         if !has_session || !known {
-            let (entry, one_time) = self.lookup(conn, to, !has_session).await?;
+            let (entry, one_time) = self.lookup(relay, to, !has_session).await?;
             if !has_session {
                 let bundle = assemble_bundle(&entry.prekeys, one_time.as_ref())?;
                 let bundle = encode_bundle(&bundle).map_err(E2eError::from)?;
@@ -52,7 +58,7 @@ impl Member {
         }
         let outgoing = match self.encrypt(to, content_type, body, ttl).await {
             Err(MemberError::E2e(E2eError::Untrusted { reason, .. })) if refreshable(&reason) => {
-                self.lookup(conn, to, false).await?;
+                self.lookup(relay, to, false).await?;
                 self.encrypt(to, content_type, body, ttl).await?
             }
             other => other?,
@@ -62,16 +68,24 @@ impl Member {
             .into_iter()
             .find(|c| c.handle == to)
             .ok_or_else(|| MemberError::UnknownHandle(to.to_owned()))?;
+        let sender_key = contact
+            .sender_key
+            .as_ref()
+            .ok_or_else(|| MemberError::UnknownHandle(to.to_owned()))?
+            .key_pair();
         // One relay TTL for every envelope, whatever it carries: the org's maximum (capped
         // to the relay's). The message's own expiry is inside the encryption, so the
         // relay's copy says nothing about the content type or the chosen TTL.
-        let req = Request::Send(SendEnvelope {
-            to: MailboxId(contact.sender),
-            ttl_secs: relay_ttl(&self.policy()?, conn.relay_max_ttl_secs),
-            body: Bytes::new(padded).map_err(|_| MemberError::TooLong(body.len()))?,
-        });
-        match conn.request("storing the message", &req).await? {
-            Response::Sent(s) => Ok(SendReceipt {
+        let sent = relay
+            .send(
+                MailboxId(contact.sender),
+                relay_ttl(&self.policy()?, relay_max),
+                Bytes::new(padded).map_err(|_| MemberError::TooLong(body.len()))?,
+                &sender_key,
+            )
+            .await;
+        match sent {
+            Ok(s) => Ok(SendReceipt {
                 message_id: hex::encode(outgoing.0.0),
                 to: to.to_owned(),
                 envelope_id: hex::encode(s.id.as_bytes()),
@@ -79,7 +93,7 @@ impl Member {
                 expires_at_ms: outgoing.2,
                 new_session,
             }),
-            _ => Err(unexpected("storing the message")),
+            Err(e) => Err(relay_err("storing the message", e)),
         }
     }
 
@@ -129,7 +143,7 @@ impl Member {
     /// Sends a text message.
     pub async fn send_text(
         &self,
-        conn: &Connection,
+        conn: &impl SendPath,
         to: &str,
         text: &str,
         ttl: Option<Duration>,

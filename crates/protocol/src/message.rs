@@ -55,6 +55,9 @@ pub enum Request {
     /// taking a one-time prekey: for learning who sent a message, or a renewed
     /// certificate, when no new session is started.
     FetchEntry(FetchEntry),
+    /// Replace the sender key of the open mailbox: senders who held the old one can no
+    /// longer deliver into it.
+    SetSenderKey(SetSenderKey),
 }
 
 /// `Hello`: the versions the client speaks, in order of preference.
@@ -83,6 +86,17 @@ pub struct CreateMailbox {
     pub sender: MailboxId,
     /// Ed25519 key that must sign `OpenMailbox` (a key of its own, not the device key).
     pub owner: PublicKey,
+    /// Ed25519 key that must sign every `Send` into the mailbox. Its private half goes
+    /// to those who may write to the mailbox (in the directory entry, or to one contact),
+    /// so a send proves it may write here without saying who writes.
+    pub sender_key: PublicKey,
+}
+
+/// `SetSenderKey`: the new sender key of the mailbox open on this connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetSenderKey {
+    /// Ed25519 key that must sign every `Send` into the mailbox from now on.
+    pub sender_key: PublicKey,
 }
 
 /// `OpenMailbox`: a signature by the mailbox owner key over
@@ -129,6 +143,9 @@ pub struct SendEnvelope {
     pub ttl_secs: u32,
     /// Padded sealed-sender ciphertext.
     pub body: EnvelopeBody,
+    /// Signature by the destination mailbox's sender key over
+    /// [`crate::auth::send_message`] (after [`crate::auth::SEND_CONTEXT`]).
+    pub signature: Signature,
 }
 
 /// `Fetch`: up to `limit` pending envelopes of the open mailbox.
@@ -201,6 +218,8 @@ pub enum Response {
     RevocationListAccepted(RevocationListAccepted),
     /// Answer to `Ping`.
     Pong(Ping),
+    /// Answer to `SetSenderKey`.
+    SenderKeySet,
 }
 
 /// `Welcome`: the chosen version and a fresh challenge for `Authenticate`.

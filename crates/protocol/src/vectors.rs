@@ -53,7 +53,7 @@ pub fn all() -> Result<Vec<Vector>, EncodeError> {
     req(
         "request-hello",
         Request::Hello(Hello {
-            versions: BoundedVec::new(vec![1]).unwrap_or_default(),
+            versions: BoundedVec::new(vec![2]).unwrap_or_default(),
         }),
     )?;
     req(
@@ -69,6 +69,7 @@ pub fn all() -> Result<Vec<Vector>, EncodeError> {
             recipient: mb_r,
             sender: mb_s,
             owner: FixedBytes(fill(0x66)),
+            sender_key: FixedBytes(fill(0x99)),
         }),
     )?;
     req(
@@ -100,6 +101,7 @@ pub fn all() -> Result<Vec<Vector>, EncodeError> {
             to: mb_s,
             ttl_secs: 86_400,
             body: body.clone(),
+            signature: FixedBytes(fill(0x5a)),
         }),
     )?;
     req("request-subscribe", Request::Subscribe)?;
@@ -118,6 +120,12 @@ pub fn all() -> Result<Vec<Vector>, EncodeError> {
         }),
     )?;
     req("request-ping", Request::Ping(Ping { nonce: 300 }))?;
+    req(
+        "request-set-sender-key",
+        Request::SetSenderKey(SetSenderKey {
+            sender_key: FixedBytes(fill(0x99)),
+        }),
+    )?;
 
     let mut resp = |name, r: Response| -> Result<(), EncodeError> {
         out.push(Vector {
@@ -133,7 +141,7 @@ pub fn all() -> Result<Vec<Vector>, EncodeError> {
     resp(
         "response-welcome",
         Response::Welcome(Welcome {
-            version: 1,
+            version: 2,
             challenge: FixedBytes(fill(0x77)),
         }),
     )?;
@@ -186,6 +194,7 @@ pub fn all() -> Result<Vec<Vector>, EncodeError> {
         Response::RevocationListAccepted(RevocationListAccepted { version: 2 }),
     )?;
     resp("response-pong", Response::Pong(Ping { nonce: 300 }))?;
+    resp("response-sender-key-set", Response::SenderKeySet)?;
 
     for (name, p) in [
         ("push-envelope", Push::Envelope(envelope)),
@@ -200,6 +209,12 @@ pub fn all() -> Result<Vec<Vector>, EncodeError> {
             frame: encode_frame(&p)?,
         });
     }
+    // Not a frame: the bytes a sender key signs (after `SEND_CONTEXT`) for the
+    // `request-send` vector, on a connection with exporter `88…88` and challenge `77…77`.
+    out.push(Vector {
+        name: "send-signature-message",
+        frame: crate::auth::send_message(&fill(0x88), &fill(0x77), &mb_s, 86_400, body.as_slice()),
+    });
     Ok(out)
 }
 

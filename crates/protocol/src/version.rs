@@ -4,7 +4,7 @@
 pub const ALPN: &[u8] = b"postern/1";
 
 /// The protocol version this crate implements.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Versions this crate can speak, newest first.
 pub const SUPPORTED_VERSIONS: &[u16] = &[PROTOCOL_VERSION];
@@ -23,8 +23,9 @@ mod tests {
 
     #[test]
     fn negotiation_picks_the_clients_first_supported_offer() {
-        assert_eq!(negotiate(&[9, 1]), Some(1));
-        assert_eq!(negotiate(&[0, 2, 9]), None);
+        assert_eq!(negotiate(&[9, 2]), Some(2));
+        // Version 1 (sends on admitted connections) is no longer spoken.
+        assert_eq!(negotiate(&[0, 1, 9]), None);
         assert_eq!(negotiate(&[]), None);
     }
 }

@@ -60,6 +60,13 @@ fn spec_vectors_match_the_code() {
 #[test]
 fn spec_vectors_decode() {
     for v in vectors::all().unwrap() {
+        if !["request-", "response-", "push-"]
+            .iter()
+            .any(|p| v.name.starts_with(p))
+        {
+            // Signed bytes, not a frame.
+            continue;
+        }
         let body = split_frame(&v.frame).unwrap();
         let ok = if v.name.starts_with("request-") {
             decode_request(body).is_ok()

@@ -8,8 +8,8 @@ use std::time::Duration;
 use postern_identity::{DeviceKeyPair, RelayAddress};
 use postern_protocol::ErrorCode;
 use postern_protocol::auth::{
-    AUTHENTICATE_CONTEXT, EXPORTER_LABEL, OPEN_MAILBOX_CONTEXT, authenticate_message,
-    open_mailbox_message,
+    AUTHENTICATE_CONTEXT, EXPORTER_LABEL, OPEN_MAILBOX_CONTEXT, SEND_CONTEXT, authenticate_message,
+    open_mailbox_message, send_message,
 };
 use postern_protocol::bytes::{BoundedVec, Bytes, FixedBytes};
 use postern_protocol::frame::{self, FrameDecoder, HEADER_LEN};
@@ -175,6 +175,36 @@ impl RelayConnection {
         });
         match self.request(&req).await? {
             Response::MailboxOpened(o) => Ok(o.pending),
+            _ => Err(TransportError::UnexpectedResponse),
+        }
+    }
+
+    /// What a `Send` signature covers on this connection (after its context).
+    pub fn send_message(&self, to: &MailboxId, ttl_secs: u32, body: &[u8]) -> Vec<u8> {
+        send_message(&self.exporter, &self.challenge, to, ttl_secs, body)
+    }
+
+    /// Stores `body` in the mailbox whose sender id is `to`, signed with that mailbox's
+    /// sender key. The connection must carry no identity (never `authenticate` on it).
+    pub async fn send(
+        &self,
+        to: MailboxId,
+        ttl_secs: u32,
+        body: EnvelopeBody,
+        sender_key: &DeviceKeyPair,
+    ) -> Result<Sent, TransportError> {
+        let signature = sender_key.sign(
+            SEND_CONTEXT,
+            &self.send_message(&to, ttl_secs, body.as_slice()),
+        );
+        let req = Request::Send(SendEnvelope {
+            to,
+            ttl_secs,
+            body,
+            signature: FixedBytes(signature),
+        });
+        match self.request(&req).await? {
+            Response::Sent(s) => Ok(s),
             _ => Err(TransportError::UnexpectedResponse),
         }
     }

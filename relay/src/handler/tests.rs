@@ -2,13 +2,16 @@
 //! and signatures, a clock the test sets. No sockets.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use postern_identity::DeviceKeyPair;
 use postern_identity::Role;
 use postern_protocol::ErrorCode;
-use postern_protocol::auth::{AUTHENTICATE_CONTEXT, OPEN_MAILBOX_CONTEXT, authenticate_message};
+use postern_protocol::auth::{
+    AUTHENTICATE_CONTEXT, OPEN_MAILBOX_CONTEXT, SEND_CONTEXT, authenticate_message, send_message,
+};
 use postern_protocol::bytes::{BoundedVec, Bytes, FixedBytes};
 use postern_protocol::ids::{EnvelopeId, HandleTag, MailboxId};
 use postern_protocol::message::*;
@@ -18,15 +21,20 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 use super::{Effect, expiry_for, handle};
-use crate::admission::FailureLimiter;
 use crate::config::RelayConfig;
 use crate::metrics::Metrics;
-use crate::state::{Hub, Now, Session, Shared};
+use crate::state::{Kind, Now, Session, Shared};
 use crate::store::Store;
 use crate::testing::{TestMember, TestOrg};
 
 /// The tests' epoch: Unix seconds at `t0`, an hour boundary.
 const T0: u64 = 1_900_000_800;
+
+/// A mailbox as its senders know it: where sends go and the key that signs them.
+struct Queue {
+    sender: MailboxId,
+    key: DeviceKeyPair,
+}
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -56,16 +64,14 @@ impl Fixture {
             None,
         )
         .unwrap();
-        let shared = Shared {
+        let shared = Shared::new(
             store,
-            org: org.root.org_key(),
-            auth_failures: FailureLimiter::new(l.auth_failures_per_minute),
+            org.root.org_key(),
             config,
-            revocations: RwLock::new(None),
-            hub: Hub::default(),
+            None,
             metrics,
-            rng: Mutex::new(StdRng::seed_from_u64(7)),
-        };
+            StdRng::seed_from_u64(7),
+        );
         Self {
             _dir: dir,
             shared,
@@ -148,15 +154,28 @@ impl Fixture {
         f(&self.shared.metrics).load(Ordering::Relaxed)
     }
 
-    /// Creates a mailbox and opens it on `s`; returns its sender id (where sends go).
-    async fn mailbox(&self, s: &Session, secs: u64) -> MailboxId {
-        let owner = postern_identity::DeviceKeyPair::generate();
+    /// A connection without identity from `ip` that has said `Hello`.
+    async fn anonymous_from(&mut self, ip: &str) -> Session {
+        let s = self.session_from(ip);
+        self.hello(&s, 0).await;
+        s
+    }
+
+    async fn anonymous(&mut self) -> Session {
+        self.anonymous_from("192.0.2.50").await
+    }
+
+    /// Creates a mailbox and opens it on `s`; returns how senders reach it.
+    async fn mailbox(&self, s: &Session, secs: u64) -> Queue {
+        let owner = DeviceKeyPair::generate();
+        let key = DeviceKeyPair::generate();
         let recipient = MailboxId::random(&mut rand::rng());
         let sender = MailboxId::random(&mut rand::rng());
         let create = Request::CreateMailbox(CreateMailbox {
             recipient,
             sender,
             owner: FixedBytes(owner.public_key().to_bytes()),
+            sender_key: FixedBytes(key.public_key().to_bytes()),
         });
         assert_eq!(self.call(s, create, secs).await.0, Response::MailboxCreated);
         let challenge = s.lock().challenge.unwrap();
@@ -170,20 +189,35 @@ impl Fixture {
             self.call(s, open, secs).await.0,
             Response::MailboxOpened(_)
         ));
-        sender
+        Queue { sender, key }
     }
+}
+
+/// A `Send` to `q` signed for connection `s`.
+fn send(s: &Session, q: &Queue, ttl: u32, content: &[u8]) -> Request {
+    signed_send(s, q.sender, &q.key, ttl, content)
+}
+
+fn signed_send(
+    s: &Session,
+    to: MailboxId,
+    key: &DeviceKeyPair,
+    ttl: u32,
+    content: &[u8],
+) -> Request {
+    let body: EnvelopeBody = Bytes::new(pad(content).unwrap()).unwrap();
+    let challenge = s.lock().challenge.unwrap();
+    let message = send_message(&s.exporter, &challenge, &to, ttl, body.as_slice());
+    Request::Send(SendEnvelope {
+        to,
+        ttl_secs: ttl,
+        body,
+        signature: FixedBytes(key.sign(SEND_CONTEXT, &message)),
+    })
 }
 
 fn ping(n: u64) -> Request {
     Request::Ping(Ping { nonce: n })
-}
-
-fn send(to: MailboxId, ttl: u32, content: &[u8]) -> Request {
-    Request::Send(SendEnvelope {
-        to,
-        ttl_secs: ttl,
-        body: Bytes::new(pad(content).unwrap()).unwrap(),
-    })
 }
 
 fn fetch() -> Request {
@@ -213,7 +247,8 @@ async fn a_valid_member_is_admitted_and_gets_the_relay_ttl() {
         r,
         Response::Authenticated(Authenticated { max_ttl_secs: 7200 })
     );
-    assert_eq!(f.counter(|m| &m.auth_ok), 1);
+    assert_eq!(f.counter(|m| &m.owner_admissions), 1);
+    assert_eq!(f.counter(|m| &m.anonymous_connections), 0);
 }
 
 #[tokio::test]
@@ -242,7 +277,7 @@ async fn certificates_outside_their_validity_or_org_are_refused() {
             "{}",
             m.handle
         );
-        assert!(s.lock().admitted.is_none());
+        assert!(matches!(s.lock().kind, Kind::Unbound));
     }
     assert_eq!(f.counter(|m| &m.auth_failed), 3);
     // A certificate that is not one at all.
@@ -262,12 +297,13 @@ async fn a_revoked_member_is_refused() {
     let mut f = Fixture::new(|_| {});
     let m = f.member("gone");
     let list = f.org.revocations(1, vec![m.serial]);
+    let courier = f.anonymous().await;
     let s = f.session();
     let put = Request::PutRevocationList(PutRevocationList {
         list: Bytes::new(list.encode()).unwrap(),
     });
     assert!(matches!(
-        f.call(&s, put, 0).await.0,
+        f.call(&courier, put, 0).await.0,
         Response::RevocationListAccepted(_)
     ));
     assert_eq!(
@@ -315,12 +351,18 @@ async fn requests_out_of_order_are_refused() {
     let mut f = Fixture::new(|_| {});
     let s = f.session();
     let m = f.member("alice");
-    // Authenticate before Hello: no challenge yet.
+    // Authenticate before Hello: no challenge yet. Nor anything else, public or not.
     let req = Fixture::authenticate_req(&m, &s.exporter, &[0; 32]);
     assert_eq!(
         f.call(&s, req, 0).await.0,
         Response::Error(ErrorCode::UnexpectedRequest)
     );
+    for req in [ping(1), Request::GetRevocationList, fetch()] {
+        assert_eq!(
+            f.call(&s, req, 0).await.0,
+            Response::Error(ErrorCode::UnexpectedRequest)
+        );
+    }
     let _ = f.hello(&s, 0).await;
     // A second Hello.
     let hello = Request::Hello(Hello {
@@ -330,12 +372,19 @@ async fn requests_out_of_order_are_refused() {
         f.call(&s, hello, 0).await.0,
         Response::Error(ErrorCode::UnexpectedRequest)
     );
-    // Member requests before admission.
-    let to = MailboxId::random(&mut rand::rng());
-    assert_eq!(
-        f.call(&s, send(to, 60, b"x"), 0).await.0,
-        Response::Error(ErrorCode::Unauthorized)
-    );
+    // Owner requests before admission.
+    let create = Request::CreateMailbox(CreateMailbox {
+        recipient: MailboxId([1; 32]),
+        sender: MailboxId([2; 32]),
+        owner: FixedBytes([3; 32]),
+        sender_key: FixedBytes([4; 32]),
+    });
+    for req in [create, fetch(), Request::Subscribe] {
+        assert_eq!(
+            f.call(&s, req, 0).await.0,
+            Response::Error(ErrorCode::Unauthorized)
+        );
+    }
     // Fetch before a mailbox is opened.
     let s = f.admitted(&m).await;
     assert_eq!(
@@ -411,10 +460,11 @@ async fn failed_admissions_are_limited_per_address_for_a_minute() {
 #[tokio::test]
 async fn requests_are_rate_limited_per_connection_and_refill_with_time() {
     let mut f = Fixture::new(|c| {
-        c.limits.request_burst = 5;
+        c.limits.request_burst = 6;
         c.limits.requests_per_sec = 2;
     });
-    let s = f.session();
+    // `Hello` takes the first token.
+    let s = f.anonymous().await;
     for n in 0..5 {
         assert_eq!(
             f.call(&s, ping(n), 0).await.0,
@@ -427,7 +477,7 @@ async fn requests_are_rate_limited_per_connection_and_refill_with_time() {
     );
     assert_eq!(f.counter(|m| &m.rate_limited), 1);
     // Another connection has its own bucket.
-    let other = f.session();
+    let other = f.anonymous().await;
     assert!(matches!(
         f.call(&other, ping(1), 0).await.0,
         Response::Pong(_)
@@ -440,7 +490,7 @@ async fn requests_are_rate_limited_per_connection_and_refill_with_time() {
         Response::Error(ErrorCode::RateLimited)
     );
     // A long pause refills only up to the burst.
-    for n in 0..5 {
+    for n in 0..6 {
         assert!(matches!(
             f.call(&s, ping(n), 1000).await.0,
             Response::Pong(_)
@@ -458,14 +508,15 @@ async fn a_full_mailbox_refuses_sends_until_acknowledged() {
     let m = f.member("alice");
     let s = f.admitted(&m).await;
     let mb = f.mailbox(&s, 0).await;
+    let a = f.anonymous().await;
     for _ in 0..2 {
         assert!(matches!(
-            f.call(&s, send(mb, 600, b"hi"), 0).await.0,
+            f.call(&a, send(&a, &mb, 600, b"hi"), 0).await.0,
             Response::Sent(_)
         ));
     }
     assert_eq!(
-        f.call(&s, send(mb, 600, b"hi"), 0).await.0,
+        f.call(&a, send(&a, &mb, 600, b"hi"), 0).await.0,
         Response::Error(ErrorCode::QuotaExceeded)
     );
     assert_eq!(f.counter(|m| &m.quota_refusals), 1);
@@ -481,7 +532,7 @@ async fn a_full_mailbox_refuses_sends_until_acknowledged() {
         Response::Acked(Acked { deleted: 2 })
     );
     assert!(matches!(
-        f.call(&s, send(mb, 600, b"hi"), 0).await.0,
+        f.call(&a, send(&a, &mb, 600, b"hi"), 0).await.0,
         Response::Sent(_)
     ));
 }
@@ -491,13 +542,13 @@ async fn a_send_must_be_padded_to_a_bucket() {
     let mut f = Fixture::new(|_| {});
     let s = f.admitted(&f.member("alice")).await;
     let mb = f.mailbox(&s, 0).await;
-    let odd = Request::Send(SendEnvelope {
-        to: mb,
-        ttl_secs: 60,
-        body: Bytes::new(vec![0; 1000]).unwrap(),
-    });
+    let a = f.anonymous().await;
+    let Request::Send(mut odd) = send(&a, &mb, 60, b"x") else {
+        unreachable!()
+    };
+    odd.body = Bytes::new(vec![0; 1000]).unwrap();
     assert_eq!(
-        f.call(&s, odd, 0).await.0,
+        f.call(&a, Request::Send(odd), 0).await.0,
         Response::Error(ErrorCode::BadPadding)
     );
 }
@@ -507,12 +558,13 @@ async fn envelopes_expire_on_the_clock_given() {
     let mut f = Fixture::new(|c| c.max_ttl_secs = 7200);
     let s = f.admitted(&f.member("alice")).await;
     let mb = f.mailbox(&s, 0).await;
+    let a = f.anonymous().await;
     // A TTL above the relay's maximum is cut to it, rounded up to the hour.
-    let Response::Sent(sent) = f.call(&s, send(mb, 90_000, b"x"), 0).await.0 else {
+    let Response::Sent(sent) = f.call(&a, send(&a, &mb, 90_000, b"x"), 0).await.0 else {
         panic!("not sent");
     };
     assert_eq!(sent.expires_at, T0 + 7200);
-    let Response::Sent(short) = f.call(&s, send(mb, 60, b"y"), 0).await.0 else {
+    let Response::Sent(short) = f.call(&a, send(&a, &mb, 60, b"y"), 0).await.0 else {
         panic!("not sent");
     };
     let count = |r: Response| match r {
@@ -534,9 +586,9 @@ async fn a_session_ends_when_its_certificate_expires() {
         .member_valid("brief", Role::Courier, T0 - 60, T0 + 100);
     let s = f.admitted(&m).await;
     assert!(matches!(f.call(&s, ping(1), 99).await.0, Response::Pong(_)));
-    let mb = MailboxId::random(&mut rand::rng());
+    // Even a ping: an expired member's connection is not kept alive.
     assert_eq!(
-        f.call(&s, send(mb, 60, b"late"), 100).await,
+        f.call(&s, ping(2), 100).await,
         (
             Response::Error(ErrorCode::Expired),
             Effect::Close(ErrorCode::Expired)
@@ -552,7 +604,7 @@ async fn a_revocation_ends_live_sessions_of_that_member_only() {
     let sg = f.admitted(&good).await;
     let mb = f.mailbox(&sg, 0).await;
     // Anyone may deliver a newer list, here from an unadmitted connection.
-    let courier = f.session();
+    let courier = f.anonymous().await;
     let put = Request::PutRevocationList(PutRevocationList {
         list: Bytes::new(f.org.revocations(1, vec![bad.serial]).encode()).unwrap(),
     });
@@ -560,15 +612,22 @@ async fn a_revocation_ends_live_sessions_of_that_member_only() {
         f.call(&courier, put, 5).await.0,
         Response::RevocationListAccepted(RevocationListAccepted { version: 1 })
     );
-    assert_eq!(
-        f.call(&sb, send(mb, 60, b"x"), 6).await,
-        (
-            Response::Error(ErrorCode::Revoked),
-            Effect::Close(ErrorCode::Revoked)
-        )
-    );
+    for req in [fetch(), ping(1)] {
+        assert_eq!(
+            f.call(&sb, req, 6).await,
+            (
+                Response::Error(ErrorCode::Revoked),
+                Effect::Close(ErrorCode::Revoked)
+            )
+        );
+    }
     assert!(matches!(
-        f.call(&sg, send(mb, 60, b"x"), 6).await.0,
+        f.call(&sg, fetch(), 6).await.0,
+        Response::Envelopes(_)
+    ));
+    let a = f.anonymous().await;
+    assert!(matches!(
+        f.call(&a, send(&a, &mb, 60, b"x"), 6).await.0,
         Response::Sent(_)
     ));
 }
@@ -577,6 +636,7 @@ async fn a_revocation_ends_live_sessions_of_that_member_only() {
 async fn revocation_lists_only_move_forward_and_must_be_the_orgs() {
     let f = Fixture::new(|_| {});
     let s = Session::new(1, IpAddr::from([192, 0, 2, 1]), [1; 32], 100, f.t0);
+    f.hello(&s, 0).await;
     let put = |list: postern_identity::RevocationList| {
         Request::PutRevocationList(PutRevocationList {
             list: Bytes::new(list.encode()).unwrap(),
@@ -633,6 +693,7 @@ async fn a_mailbox_opens_only_with_its_owner_key() {
         recipient,
         sender: MailboxId::random(&mut rand::rng()),
         owner: FixedBytes(owner.public_key().to_bytes()),
+        sender_key: FixedBytes(DeviceKeyPair::generate().public_key().to_bytes()),
     });
     assert_eq!(f.call(&s, create, 0).await.0, Response::MailboxCreated);
     let intruder = postern_identity::DeviceKeyPair::generate();
@@ -673,11 +734,12 @@ async fn directory_entries_are_published_and_one_time_keys_taken_once() {
         })
     );
     let take = || Request::FetchPrekeys(FetchPrekeys { directory: tag });
-    let Response::Prekeys(first) = f.call(&s, take(), 0).await.0 else {
+    let a = f.anonymous().await;
+    let Response::Prekeys(first) = f.call(&a, take(), 0).await.0 else {
         panic!("no prekeys");
     };
     assert_eq!(first.one_time.unwrap().as_slice(), &[2; 8]);
-    let Response::Prekeys(second) = f.call(&s, take(), 0).await.0 else {
+    let Response::Prekeys(second) = f.call(&a, take(), 0).await.0 else {
         panic!("no prekeys");
     };
     assert!(second.one_time.is_none());
@@ -685,7 +747,7 @@ async fn directory_entries_are_published_and_one_time_keys_taken_once() {
         directory: HandleTag([4u8; 32]),
     });
     assert_eq!(
-        f.call(&s, missing, 0).await.0,
+        f.call(&a, missing, 0).await.0,
         Response::Error(ErrorCode::NotFound)
     );
 }
@@ -732,6 +794,7 @@ async fn the_largest_valid_revocation_list_travels_to_the_relay() {
         list.len()
     );
     let s = Session::new(1, IpAddr::from([192, 0, 2, 1]), [1; 32], 100, f.t0);
+    f.hello(&s, 0).await;
     let put = Request::PutRevocationList(PutRevocationList {
         list: Bytes::new(list).unwrap(),
     });
@@ -739,4 +802,269 @@ async fn the_largest_valid_revocation_list_travels_to_the_relay() {
         f.call(&s, put, 0).await.0,
         Response::RevocationListAccepted(RevocationListAccepted { version: 1 })
     );
+}
+
+#[tokio::test]
+async fn no_connection_is_both_admitted_and_used_to_send_or_look_up() {
+    let mut f = Fixture::new(|_| {});
+    let m = f.member("alice");
+    let owner = f.admitted(&m).await;
+    let q = f.mailbox(&owner, 0).await;
+    // The owner connection may not send or look anyone up.
+    let lookup = || {
+        Request::FetchEntry(FetchEntry {
+            directory: HandleTag([4; 32]),
+        })
+    };
+    let take = Request::FetchPrekeys(FetchPrekeys {
+        directory: HandleTag([4; 32]),
+    });
+    for req in [send(&owner, &q, 60, b"x"), lookup(), take] {
+        assert_eq!(
+            f.call(&owner, req, 0).await.0,
+            Response::Error(ErrorCode::UnexpectedRequest)
+        );
+    }
+    assert!(matches!(owner.lock().kind, Kind::Owner(_)));
+    // A connection that has sent may not be admitted afterwards, nor do owner work.
+    let a = f.anonymous().await;
+    assert!(matches!(
+        f.call(&a, send(&a, &q, 60, b"x"), 0).await.0,
+        Response::Sent(_)
+    ));
+    let challenge = a.lock().challenge.unwrap();
+    let auth = Fixture::authenticate_req(&m, &a.exporter, &challenge);
+    assert_eq!(
+        f.call(&a, auth, 0).await.0,
+        Response::Error(ErrorCode::UnexpectedRequest)
+    );
+    for req in [fetch(), Request::Subscribe] {
+        assert_eq!(
+            f.call(&a, req, 0).await.0,
+            Response::Error(ErrorCode::Unauthorized)
+        );
+    }
+    assert!(matches!(a.lock().kind, Kind::Anonymous));
+    // A lookup alone also makes a connection anonymous.
+    let b = f.anonymous().await;
+    assert_eq!(
+        f.call(&b, lookup(), 0).await.0,
+        Response::Error(ErrorCode::NotFound)
+    );
+    let challenge = b.lock().challenge.unwrap();
+    let auth = Fixture::authenticate_req(&m, &b.exporter, &challenge);
+    assert_eq!(
+        f.call(&b, auth, 0).await.0,
+        Response::Error(ErrorCode::UnexpectedRequest)
+    );
+    // Public requests work on both kinds.
+    for s in [&owner, &a] {
+        assert!(matches!(f.call(s, ping(3), 0).await.0, Response::Pong(_)));
+    }
+    assert_eq!(f.counter(|m| &m.owner_admissions), 1);
+    assert_eq!(f.counter(|m| &m.anonymous_connections), 2);
+}
+
+#[tokio::test]
+async fn a_send_needs_the_queues_sender_key_over_this_very_connection() {
+    let mut f = Fixture::new(|_| {});
+    let owner = f.admitted(&f.member("alice")).await;
+    let q = f.mailbox(&owner, 0).await;
+    let a = f.anonymous().await;
+    let elsewhere = f.anonymous_from("192.0.2.51").await;
+    let bad = |r: Request| async { f.call(&a, r, 0).await.0 };
+    // Another key; a signature made for another connection; one over other fields.
+    let stranger = DeviceKeyPair::generate();
+    assert_eq!(
+        bad(signed_send(&a, q.sender, &stranger, 60, b"x")).await,
+        Response::Error(ErrorCode::BadSignature)
+    );
+    assert_eq!(
+        bad(send(&elsewhere, &q, 60, b"x")).await,
+        Response::Error(ErrorCode::BadSignature)
+    );
+    let Request::Send(mut longer) = send(&a, &q, 60, b"x") else {
+        unreachable!()
+    };
+    longer.ttl_secs = 61;
+    assert_eq!(
+        bad(Request::Send(longer)).await,
+        Response::Error(ErrorCode::BadSignature)
+    );
+    let Request::Send(mut altered) = send(&a, &q, 60, b"x") else {
+        unreachable!()
+    };
+    altered.body = Bytes::new(pad(b"y").unwrap()).unwrap();
+    assert_eq!(
+        bad(Request::Send(altered)).await,
+        Response::Error(ErrorCode::BadSignature)
+    );
+    let unknown = MailboxId([7; 32]);
+    assert_eq!(
+        bad(signed_send(&a, unknown, &q.key, 60, b"x")).await,
+        Response::Error(ErrorCode::NotFound)
+    );
+    // Nothing of that was stored; the right signature is.
+    let pending = |r: Response| match r {
+        Response::Envelopes(e) => e.envelopes.len(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(pending(f.call(&owner, fetch(), 0).await.0), 0);
+    assert!(matches!(
+        bad(send(&a, &q, 60, b"x")).await,
+        Response::Sent(_)
+    ));
+    assert_eq!(pending(f.call(&owner, fetch(), 0).await.0), 1);
+
+    // The owner rotates the sender key: the old one no longer writes.
+    let new_key = DeviceKeyPair::generate();
+    let set = Request::SetSenderKey(SetSenderKey {
+        sender_key: FixedBytes(new_key.public_key().to_bytes()),
+    });
+    assert_eq!(
+        f.call(&a, set.clone(), 0).await.0,
+        Response::Error(ErrorCode::Unauthorized)
+    );
+    assert_eq!(f.call(&owner, set, 0).await.0, Response::SenderKeySet);
+    assert_eq!(
+        bad(send(&a, &q, 60, b"old key")).await,
+        Response::Error(ErrorCode::BadSignature)
+    );
+    let rotated = Queue {
+        sender: q.sender,
+        key: new_key,
+    };
+    assert!(matches!(
+        bad(send(&a, &rotated, 60, b"new key")).await,
+        Response::Sent(_)
+    ));
+    assert_eq!(pending(f.call(&owner, fetch(), 0).await.0), 2);
+}
+
+#[tokio::test]
+async fn anonymous_requests_are_budgeted_per_address_and_sends_per_queue() {
+    let mut f = Fixture::new(|c| {
+        c.limits.anonymous_requests_per_minute = 1;
+        c.limits.anonymous_request_burst = 3;
+        c.limits.queue_sends_per_minute = 1;
+        c.limits.queue_send_burst = 2;
+    });
+    let owner = f.admitted(&f.member("alice")).await;
+    let (q1, q2) = (f.mailbox(&owner, 0).await, f.mailbox(&owner, 0).await);
+    // Per address, over all its connections (and an IPv6 /64 as one address).
+    let one = f.anonymous_from("2001:db8:0:1::1").await;
+    let two = f.anonymous_from("2001:db8:0:1::2").await;
+    for s in [&one, &two] {
+        assert!(matches!(
+            f.call(s, send(s, &q1, 60, b"x"), 0).await.0,
+            Response::Sent(_)
+        ));
+    }
+    let lookup = Request::FetchEntry(FetchEntry {
+        directory: HandleTag([4; 32]),
+    });
+    assert_eq!(
+        f.call(&one, lookup, 0).await.0,
+        Response::Error(ErrorCode::NotFound)
+    );
+    assert_eq!(
+        f.call(&two, send(&two, &q2, 60, b"x"), 0).await.0,
+        Response::Error(ErrorCode::RateLimited)
+    );
+    // Another address has its own budget; q1 has spent its burst of two.
+    let other = f.anonymous_from("198.51.100.1").await;
+    assert!(matches!(
+        f.call(&other, send(&other, &q2, 60, b"x"), 0).await.0,
+        Response::Sent(_)
+    ));
+    let third = f.anonymous_from("198.51.100.2").await;
+    assert_eq!(
+        f.call(&third, send(&third, &q1, 60, b"x"), 0).await.0,
+        Response::Error(ErrorCode::RateLimited)
+    );
+    // A send that does not verify spends no queue budget: no one without the key can
+    // block a queue.
+    let fourth = f.anonymous_from("198.51.100.3").await;
+    let forged = signed_send(&fourth, q2.sender, &DeviceKeyPair::generate(), 60, b"x");
+    assert_eq!(
+        f.call(&fourth, forged, 0).await.0,
+        Response::Error(ErrorCode::BadSignature)
+    );
+    assert!(matches!(
+        f.call(&fourth, send(&fourth, &q2, 60, b"x"), 0).await.0,
+        Response::Sent(_)
+    ));
+    // Both refill with time.
+    assert!(matches!(
+        f.call(&two, send(&two, &q1, 60, b"x"), 61).await.0,
+        Response::Sent(_)
+    ));
+}
+
+#[tokio::test]
+async fn one_time_prekeys_are_handed_out_at_most_at_the_hourly_budget() {
+    let mut f = Fixture::new(|c| c.limits.one_time_prekeys_per_entry_per_hour = 1);
+    let s = f.admitted(&f.member("alice")).await;
+    let tag = HandleTag([3u8; 32]);
+    let publish = Request::PublishPrekeys(PublishPrekeys {
+        directory: tag,
+        entry: Bytes::new(vec![1; 40]).unwrap(),
+        one_time: BoundedVec::new(vec![Bytes::new(vec![2; 8]).unwrap(); 3]).unwrap(),
+    });
+    assert!(matches!(
+        f.call(&s, publish, 0).await.0,
+        Response::PrekeysPublished(_)
+    ));
+    let take = || Request::FetchPrekeys(FetchPrekeys { directory: tag });
+    let one_time = |r: Response| match r {
+        Response::Prekeys(p) => {
+            assert_eq!(p.entry.as_slice(), &[1; 40]);
+            p.one_time.is_some()
+        }
+        other => panic!("{other:?}"),
+    };
+    // A hostile member draining prekeys gets one, then the entry alone.
+    let a = f.anonymous().await;
+    assert!(one_time(f.call(&a, take(), 0).await.0));
+    assert!(!one_time(f.call(&a, take(), 0).await.0));
+    assert!(!one_time(f.call(&a, take(), 1800).await.0));
+    assert!(one_time(f.call(&a, take(), 3600).await.0));
+}
+
+#[tokio::test]
+async fn a_mailbox_key_that_is_no_ed25519_key_is_refused_as_malformed() {
+    let mut f = Fixture::new(|_| {});
+    let s = f.admitted(&f.member("alice")).await;
+    let good = || FixedBytes(DeviceKeyPair::generate().public_key().to_bytes());
+    // The identity point and a small-order point: no signature could ever verify.
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    for bad in [identity, [0; 32]] {
+        for (owner, sender_key) in [(good(), FixedBytes(bad)), (FixedBytes(bad), good())] {
+            let create = Request::CreateMailbox(CreateMailbox {
+                recipient: MailboxId::random(&mut rand::rng()),
+                sender: MailboxId::random(&mut rand::rng()),
+                owner,
+                sender_key,
+            });
+            assert_eq!(
+                f.call(&s, create, 0).await.0,
+                Response::Error(ErrorCode::Malformed)
+            );
+        }
+    }
+    let q = f.mailbox(&s, 0).await;
+    let set = Request::SetSenderKey(SetSenderKey {
+        sender_key: FixedBytes(identity),
+    });
+    assert_eq!(
+        f.call(&s, set, 0).await.0,
+        Response::Error(ErrorCode::Malformed)
+    );
+    // The key in place still works.
+    let a = f.anonymous().await;
+    assert!(matches!(
+        f.call(&a, send(&a, &q, 60, b"x"), 0).await.0,
+        Response::Sent(_)
+    ));
 }

@@ -6,6 +6,9 @@
 use super::*;
 
 pub(super) const MAILBOXES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("mailboxes");
+/// Sender id → recipient id (32) ‖ sender key (32). A value of the recipient id alone
+/// (a mailbox made before sender keys) has no sender key: nothing can be sent into it
+/// until its owner sets one.
 pub(super) const SENDERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("senders");
 pub(super) const ENVELOPES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("envelopes");
 pub(super) const DIRECTORY: TableDefinition<&[u8], &[u8]> = TableDefinition::new("directory");
@@ -21,6 +24,26 @@ pub(super) const ENVELOPE_FORMAT: u8 = 1;
 
 /// Most expired envelopes one sweep operation deletes, so it never holds the writer long.
 pub(super) const SWEEP_BATCH: usize = 2000;
+
+/// The `senders` value for a mailbox and its sender key.
+pub(super) fn sender_value(recipient: &MailboxId, sender_key: &[u8; 32]) -> [u8; 64] {
+    let mut v = [0u8; 64];
+    v[..32].copy_from_slice(recipient.as_bytes());
+    v[32..].copy_from_slice(sender_key);
+    v
+}
+
+/// Parses a `senders` value: the recipient id and, if one was set, the sender key.
+pub(super) fn parse_sender_value(v: &[u8]) -> Result<(MailboxId, Option<[u8; 32]>), StoreError> {
+    match v.len() {
+        32 => Ok((MailboxId(arr32(v, "senders")?), None)),
+        64 => Ok((
+            MailboxId(arr32(&v[..32], "senders")?),
+            Some(arr32(&v[32..], "senders")?),
+        )),
+        _ => Err(StoreError::Corrupt("senders")),
+    }
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct MailboxRecord {

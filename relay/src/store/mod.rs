@@ -249,30 +249,57 @@ impl Store {
         recipient: MailboxId,
         sender: MailboxId,
         owner: [u8; 32],
+        sender_key: [u8; 32],
     ) -> OpResult<()> {
         self.submit(|reply| Op::CreateMailbox {
             recipient,
             sender,
             owner,
+            sender_key,
             reply,
         })
         .await
     }
 
-    /// Stores an envelope durably; answers after the commit.
+    /// Replaces the sender key of a mailbox; `NotFound` if there is none.
+    pub async fn set_sender_key(&self, recipient: MailboxId, sender_key: [u8; 32]) -> OpResult<()> {
+        self.submit(|reply| Op::SetSenderKey {
+            recipient,
+            sender_key,
+            reply,
+        })
+        .await
+    }
+
+    /// Stores an envelope durably; answers after the commit. `signed_by` is the sender
+    /// key the caller verified the send under: `Unauthorized` if it is no longer the
+    /// mailbox's.
     pub async fn send(
         &self,
         to: MailboxId,
+        signed_by: [u8; 32],
         expires_at: u64,
         body: EnvelopeBody,
     ) -> OpResult<Stored> {
         self.submit(|reply| Op::Send {
             to,
+            signed_by,
             expires_at,
             body,
             reply,
         })
         .await
+    }
+
+    /// The sender key of the mailbox whose sender id is `to`: `Ok(None)` if there is no
+    /// such mailbox, `Ok(Some(None))` if it has no sender key.
+    pub fn sender_key(&self, to: &MailboxId) -> Result<Option<Option<[u8; 32]>>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(SENDERS)?;
+        match t.get(to.as_bytes().as_slice())? {
+            Some(v) => Ok(Some(parse_sender_value(v.value())?.1)),
+            None => Ok(None),
+        }
     }
 
     /// Deletes envelopes of `recipient`; ids of other mailboxes or already gone are skipped.

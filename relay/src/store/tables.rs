@@ -62,6 +62,7 @@ impl Writer<'_> {
         recipient: MailboxId,
         sender: MailboxId,
         owner: [u8; 32],
+        sender_key: [u8; 32],
     ) -> Result<OpResult<()>, StoreError> {
         if self
             .mailboxes
@@ -84,21 +85,43 @@ impl Writer<'_> {
         self.put_mailbox(&recipient, &r)?;
         self.senders.insert(
             sender.as_bytes().as_slice(),
-            recipient.as_bytes().as_slice(),
+            sender_value(&recipient, &sender_key).as_slice(),
         )?;
         Ok(Ok(()))
     }
 
+    /// Replaces the sender key of `recipient`'s mailbox.
+    pub(super) fn set_sender_key(
+        &mut self,
+        recipient: MailboxId,
+        sender_key: [u8; 32],
+    ) -> Result<OpResult<()>, StoreError> {
+        let Some(mb) = self.mailbox(&recipient)? else {
+            return Ok(Err(ErrorCode::NotFound));
+        };
+        self.senders.insert(
+            mb.sender.as_slice(),
+            sender_value(&recipient, &sender_key).as_slice(),
+        )?;
+        Ok(Ok(()))
+    }
+
+    /// Stores an envelope for the mailbox whose sender id is `to`, if `signed_by` is still
+    /// its sender key (the caller verified the signature under it).
     pub(super) fn send(
         &mut self,
         to: MailboxId,
+        signed_by: &[u8; 32],
         expires_at: u64,
         body: &[u8],
     ) -> Result<OpResult<Stored>, StoreError> {
-        let recipient = match self.senders.get(to.as_bytes().as_slice())? {
-            Some(v) => MailboxId(arr32(v.value(), "senders")?),
+        let (recipient, key) = match self.senders.get(to.as_bytes().as_slice())? {
+            Some(v) => parse_sender_value(v.value())?,
             None => return Ok(Err(ErrorCode::NotFound)),
         };
+        if key.as_ref() != Some(signed_by) {
+            return Ok(Err(ErrorCode::Unauthorized));
+        }
         let Some(mut mb) = self.mailbox(&recipient)? else {
             return Err(StoreError::Corrupt("mailboxes"));
         };

@@ -3,6 +3,9 @@
 use super::*;
 use postern_protocol::padding::{pad, unpad};
 
+/// The sender key of every mailbox in these tests.
+const SK: [u8; 32] = [4; 32];
+
 fn body(s: &[u8]) -> EnvelopeBody {
     Bytes::new(pad(s).unwrap()).unwrap()
 }
@@ -29,9 +32,9 @@ async fn an_expired_envelope_is_never_returned_and_the_sweeper_deletes_it_across
     let t = 1_800_000_000u64;
     {
         let store = open(dir.path());
-        store.create_mailbox(r, s, [3; 32]).await.unwrap();
-        store.send(s, t, body(b"short")).await.unwrap();
-        store.send(s, t + 3600, body(b"long")).await.unwrap();
+        store.create_mailbox(r, s, [3; 32], SK).await.unwrap();
+        store.send(s, SK, t, body(b"short")).await.unwrap();
+        store.send(s, SK, t + 3600, body(b"long")).await.unwrap();
         store.close();
     }
     // Reopen (a restart): expiry is judged against the time of each request.
@@ -61,13 +64,13 @@ async fn held_bucket_counts_follow_commits_and_survive_a_restart() {
     let (r, s) = (MailboxId([1; 32]), MailboxId([2; 32]));
     let ids = {
         let store = open(dir.path());
-        store.create_mailbox(r, s, [3; 32]).await.unwrap();
-        let a = store.send(s, u64::MAX, body(b"a")).await.unwrap();
-        store.send(s, u64::MAX, body(&[7; 2000])).await.unwrap();
+        store.create_mailbox(r, s, [3; 32], SK).await.unwrap();
+        let a = store.send(s, SK, u64::MAX, body(b"a")).await.unwrap();
+        store.send(s, SK, u64::MAX, body(&[7; 2000])).await.unwrap();
         // A refused send changes nothing.
         assert!(
             store
-                .send(MailboxId([9; 32]), u64::MAX, body(b"x"))
+                .send(MailboxId([9; 32]), SK, u64::MAX, body(b"x"))
                 .await
                 .is_err()
         );
@@ -129,11 +132,11 @@ async fn the_byte_quota_counts_padded_bodies() {
     )
     .unwrap();
     let (r, s) = (MailboxId([1; 32]), MailboxId([2; 32]));
-    store.create_mailbox(r, s, [3; 32]).await.unwrap();
-    store.send(s, u64::MAX, body(b"a")).await.unwrap();
-    store.send(s, u64::MAX, body(b"b")).await.unwrap();
+    store.create_mailbox(r, s, [3; 32], SK).await.unwrap();
+    store.send(s, SK, u64::MAX, body(b"a")).await.unwrap();
+    store.send(s, SK, u64::MAX, body(b"b")).await.unwrap();
     assert_eq!(
-        store.send(s, u64::MAX, body(b"c")).await.unwrap_err(),
+        store.send(s, SK, u64::MAX, body(b"c")).await.unwrap_err(),
         ErrorCode::QuotaExceeded
     );
     assert_eq!(store.counts().unwrap().envelopes, 2);
@@ -158,16 +161,19 @@ async fn stored_envelopes_are_staged_for_subscribers_and_refused_ones_are_not() 
     )
     .unwrap();
     let (r, s) = (MailboxId([1; 32]), MailboxId([2; 32]));
-    store.create_mailbox(r, s, [3; 32]).await.unwrap();
-    let stored = store.send(s, u64::MAX, body(b"first")).await.unwrap();
+    store.create_mailbox(r, s, [3; 32], SK).await.unwrap();
+    let stored = store.send(s, SK, u64::MAX, body(b"first")).await.unwrap();
     // Over quota, and to a mailbox that does not exist: refused, nothing staged.
     assert_eq!(
-        store.send(s, u64::MAX, body(b"second")).await.unwrap_err(),
+        store
+            .send(s, SK, u64::MAX, body(b"second"))
+            .await
+            .unwrap_err(),
         ErrorCode::QuotaExceeded
     );
     assert_eq!(
         store
-            .send(MailboxId([9; 32]), u64::MAX, body(b"third"))
+            .send(MailboxId([9; 32]), SK, u64::MAX, body(b"third"))
             .await
             .unwrap_err(),
         ErrorCode::NotFound
@@ -202,13 +208,13 @@ async fn concurrent_sends_share_commits() {
     )
     .unwrap();
     let (r, s) = (MailboxId([1; 32]), MailboxId([2; 32]));
-    store.create_mailbox(r, s, [3; 32]).await.unwrap();
+    store.create_mailbox(r, s, [3; 32], SK).await.unwrap();
     let before = metrics.snapshot().commits;
     let mut tasks = Vec::new();
     for i in 0..500u32 {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
-            store.send(s, u64::MAX, body(&i.to_be_bytes())).await
+            store.send(s, SK, u64::MAX, body(&i.to_be_bytes())).await
         }));
     }
     for t in tasks {
@@ -248,9 +254,9 @@ async fn bodies_are_sealed_at_rest_and_unreadable_once_their_epoch_passed() {
     let e1 = 1_800_000_000u64; // an hour boundary
     let e2 = e1 + 3600;
     let store = open(dir.path());
-    store.create_mailbox(r, s, [3; 32]).await.unwrap();
+    store.create_mailbox(r, s, [3; 32], SK).await.unwrap();
     for e in [e1, e1, e2] {
-        store.send(s, e, body(MARKER)).await.unwrap();
+        store.send(s, SK, e, body(MARKER)).await.unwrap();
     }
     // No body is on disk in the clear, even before anything expired.
     assert_eq!(holds(dir.path(), MARKER), None);
@@ -310,8 +316,8 @@ async fn a_damaged_key_file_loses_its_bodies_and_nothing_else() {
     let e = 1_800_000_000u64;
     {
         let store = open(dir.path());
-        store.create_mailbox(r, s, [3; 32]).await.unwrap();
-        store.send(s, e, body(b"lost")).await.unwrap();
+        store.create_mailbox(r, s, [3; 32], SK).await.unwrap();
+        store.send(s, SK, e, body(b"lost")).await.unwrap();
         store.close();
     }
     for damage in [vec![0xa5u8; 64], vec![1, 2, 3], Vec::new()] {
@@ -320,7 +326,7 @@ async fn a_damaged_key_file_loses_its_bodies_and_nothing_else() {
         let (got, _) = store.fetch(&r, 10, e - 100).unwrap();
         assert!(got.is_empty(), "a body without its key is skipped");
         // New sends work and open.
-        store.send(s, e + 3600, body(b"new")).await.unwrap();
+        store.send(s, SK, e + 3600, body(b"new")).await.unwrap();
         let (got, _) = store.fetch(&r, 10, e - 100).unwrap();
         assert_eq!(got.len(), 1);
         assert_eq!(unpad(got[0].body.as_slice()), Ok(&b"new"[..]));
@@ -336,8 +342,8 @@ async fn bodies_stored_before_sealing_are_sealed_when_the_store_opens() {
     let e = 1_800_000_000u64;
     {
         let store = open(dir.path());
-        store.create_mailbox(r, s, [3; 32]).await.unwrap();
-        store.send(s, e, body(MARKER)).await.unwrap();
+        store.create_mailbox(r, s, [3; 32], SK).await.unwrap();
+        store.send(s, SK, e, body(MARKER)).await.unwrap();
         store.close();
     }
     // Turn it into an older relay's database: plaintext bodies, no format, no keys.
@@ -414,4 +420,67 @@ async fn one_time_prekeys_are_stored_in_random_slots_with_no_counter() {
     );
     drop(txn);
     store.close();
+}
+
+#[tokio::test]
+async fn a_send_lands_only_under_the_mailboxs_current_sender_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let (r, s) = (MailboxId([1; 32]), MailboxId([2; 32]));
+    store.create_mailbox(r, s, [3; 32], SK).await.unwrap();
+    assert_eq!(store.sender_key(&s).unwrap(), Some(Some(SK)));
+    assert_eq!(store.sender_key(&r).unwrap(), None, "by sender id only");
+    assert_eq!(
+        store
+            .send(s, [5; 32], u64::MAX, body(b"x"))
+            .await
+            .unwrap_err(),
+        ErrorCode::Unauthorized
+    );
+    store.send(s, SK, u64::MAX, body(b"a")).await.unwrap();
+    // Rotated: the old key no longer writes, the new one does.
+    store.set_sender_key(r, [6; 32]).await.unwrap();
+    assert_eq!(store.sender_key(&s).unwrap(), Some(Some([6; 32])));
+    assert_eq!(
+        store.send(s, SK, u64::MAX, body(b"b")).await.unwrap_err(),
+        ErrorCode::Unauthorized
+    );
+    store.send(s, [6; 32], u64::MAX, body(b"c")).await.unwrap();
+    assert_eq!(store.mailbox(&r).unwrap().unwrap().1, 2);
+    assert_eq!(
+        store
+            .set_sender_key(MailboxId([9; 32]), [6; 32])
+            .await
+            .unwrap_err(),
+        ErrorCode::NotFound
+    );
+}
+
+#[tokio::test]
+async fn a_mailbox_from_before_sender_keys_takes_no_send_until_its_owner_sets_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (r, s) = (MailboxId([1; 32]), MailboxId([2; 32]));
+    {
+        let store = open(dir.path());
+        store.create_mailbox(r, s, [3; 32], SK).await.unwrap();
+        // What an older relay wrote: the recipient id alone.
+        let txn = store.db.begin_write().unwrap();
+        {
+            let mut t = txn.open_table(SENDERS).unwrap();
+            t.insert(s.as_bytes().as_slice(), r.as_bytes().as_slice())
+                .unwrap();
+        }
+        txn.commit().unwrap();
+        store.close();
+    }
+    let store = open(dir.path());
+    assert_eq!(store.sender_key(&s).unwrap(), Some(None));
+    for key in [SK, [0; 32]] {
+        assert_eq!(
+            store.send(s, key, u64::MAX, body(b"x")).await.unwrap_err(),
+            ErrorCode::Unauthorized
+        );
+    }
+    store.set_sender_key(r, SK).await.unwrap();
+    store.send(s, SK, u64::MAX, body(b"x")).await.unwrap();
 }

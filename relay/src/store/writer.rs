@@ -9,10 +9,17 @@ pub(super) enum Op {
         recipient: MailboxId,
         sender: MailboxId,
         owner: [u8; 32],
+        sender_key: [u8; 32],
+        reply: oneshot::Sender<OpResult<()>>,
+    },
+    SetSenderKey {
+        recipient: MailboxId,
+        sender_key: [u8; 32],
         reply: oneshot::Sender<OpResult<()>>,
     },
     Send {
         to: MailboxId,
+        signed_by: [u8; 32],
         expires_at: u64,
         body: EnvelopeBody,
         reply: oneshot::Sender<OpResult<Stored>>,
@@ -166,18 +173,28 @@ pub(super) fn apply_batch(
                     recipient,
                     sender,
                     owner,
+                    sender_key,
                     reply,
                 } => {
-                    let r = w.create_mailbox(recipient, sender, owner)?;
+                    let r = w.create_mailbox(recipient, sender, owner, sender_key)?;
+                    pending.push(Pending::Unit(reply, r));
+                }
+                Op::SetSenderKey {
+                    recipient,
+                    sender_key,
+                    reply,
+                } => {
+                    let r = w.set_sender_key(recipient, sender_key)?;
                     pending.push(Pending::Unit(reply, r));
                 }
                 Op::Send {
                     to,
+                    signed_by,
                     expires_at,
                     body,
                     reply,
                 } => {
-                    let r = w.send(to, expires_at, body.as_slice())?;
+                    let r = w.send(to, &signed_by, expires_at, body.as_slice())?;
                     if let (Some(_), Ok(stored)) = (staged, &r) {
                         new_envelopes.push((
                             stored.recipient,

@@ -35,7 +35,8 @@ pub(super) async fn send(
     member.resolve_ttl(args.ttl, 0)?;
     let pb = spinner("Connecting to the relay…");
     let result = async {
-        let conn = member.connect().await?;
+        // A connection that carries no identity: the relay cannot tell who sends.
+        let conn = member.connect_sender().await?;
         pb.set_message(format!("Sending to {}…", args.handle));
         let receipt = member.send_text(&conn, &args.handle, &text, args.ttl).await;
         conn.close().await;

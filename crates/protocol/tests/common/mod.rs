@@ -53,13 +53,16 @@ pub fn request() -> impl Strategy<Value = Request> {
                 signature,
             })
         }),
-        (mailbox(), mailbox(), fixed::<32>()).prop_map(|(recipient, sender, owner)| {
-            Request::CreateMailbox(CreateMailbox {
-                recipient,
-                sender,
-                owner,
-            })
-        }),
+        (mailbox(), mailbox(), fixed::<32>(), fixed::<32>()).prop_map(
+            |(recipient, sender, owner, sender_key)| {
+                Request::CreateMailbox(CreateMailbox {
+                    recipient,
+                    sender,
+                    owner,
+                    sender_key,
+                })
+            }
+        ),
         (mailbox(), fixed::<64>()).prop_map(|(recipient, signature)| Request::OpenMailbox(
             OpenMailbox {
                 recipient,
@@ -80,8 +83,20 @@ pub fn request() -> impl Strategy<Value = Request> {
             }),
         directory().prop_map(|directory| Request::FetchPrekeys(FetchPrekeys { directory })),
         directory().prop_map(|directory| Request::FetchEntry(FetchEntry { directory })),
-        (mailbox(), any::<u32>(), bytes::<MAX_ENVELOPE_BODY>(2048))
-            .prop_map(|(to, ttl_secs, body)| Request::Send(SendEnvelope { to, ttl_secs, body })),
+        (
+            mailbox(),
+            any::<u32>(),
+            bytes::<MAX_ENVELOPE_BODY>(2048),
+            fixed::<64>()
+        )
+            .prop_map(
+                |(to, ttl_secs, body, signature)| Request::Send(SendEnvelope {
+                    to,
+                    ttl_secs,
+                    body,
+                    signature
+                })
+            ),
         Just(Request::Subscribe),
         any::<u16>().prop_map(|limit| Request::Fetch(Fetch { limit })),
         vec(envelope_id(), 0..20).prop_map(|ids| Request::Ack(Ack {
@@ -91,6 +106,7 @@ pub fn request() -> impl Strategy<Value = Request> {
         bytes::<MAX_REVOCATION_LIST_LEN>(600)
             .prop_map(|list| Request::PutRevocationList(PutRevocationList { list })),
         any::<u64>().prop_map(|nonce| Request::Ping(Ping { nonce })),
+        fixed::<32>().prop_map(|sender_key| Request::SetSenderKey(SetSenderKey { sender_key })),
     ]
 }
 
@@ -129,6 +145,7 @@ pub fn response() -> impl Strategy<Value = Response> {
             |version| Response::RevocationListAccepted(RevocationListAccepted { version })
         ),
         any::<u64>().prop_map(|nonce| Response::Pong(Ping { nonce })),
+        Just(Response::SenderKeySet),
     ]
 }
 
