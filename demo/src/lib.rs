@@ -179,6 +179,26 @@ impl DemoWorld {
         Ok(member)
     }
 
+    /// Revokes `serials` (on top of those already revoked): signs the next revocation
+    /// list, which later enrollments carry, and returns it to be published (`postern org
+    /// revoke --publish` puts it on the relay).
+    pub fn revoke(&mut self, serials: &[u64]) -> Result<RevocationList, DemoError> {
+        let body = self.revocations.body();
+        let mut revoked = body.revoked.as_slice().to_vec();
+        revoked.extend_from_slice(serials);
+        revoked.sort_unstable();
+        revoked.dedup();
+        let next = self
+            .root
+            .sign_revocations(
+                RevocationListBody::new(body.org, body.version + 1, revoked)
+                    .map_err(setup("revocations"))?,
+            )
+            .map_err(setup("revocations"))?;
+        self.revocations = next.clone();
+        Ok(next)
+    }
+
     /// Stops the relay gracefully.
     pub async fn shutdown(self) {
         self.relay.shutdown().await;

@@ -60,15 +60,35 @@ enum Command {
     },
 }
 
+/// Libraries the relay links that log peer addresses and connection ids at their
+/// verbose levels (quinn names the client's address and port with every packet at trace):
+/// held at `error` whatever the operator asks, so no log level pairs a connection with
+/// an address.
+const QUIET_TARGETS: &[&str] = &["quinn", "quinn_proto", "quinn_udp", "rustls", "h2", "hyper"];
+
+/// The log filter: `spec` (the `POSTERN_RELAY_LOG` value; `info` if unset or invalid) for
+/// the relay, with [`QUIET_TARGETS`] at `error`.
+fn log_filter(spec: Option<&str>) -> tracing_subscriber::EnvFilter {
+    let base = spec
+        .and_then(|s| tracing_subscriber::EnvFilter::try_new(s).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
+    QUIET_TARGETS
+        .iter()
+        .fold(base, |f, target| match format!("{target}=error").parse() {
+            Ok(d) => f.add_directive(d),
+            Err(_) => f,
+        })
+}
+
 /// Parses the command line and runs the command; the process exit code is its result.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("POSTERN_RELAY_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+        .with_env_filter(log_filter(
+            std::env::var("POSTERN_RELAY_LOG").ok().as_deref(),
+        ))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
     match run(cli) {
@@ -191,5 +211,33 @@ async fn wait_for_signal() -> std::io::Result<()> {
     #[cfg(not(unix))]
     {
         tokio::signal::ctrl_c().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_log_level_lets_the_network_libraries_name_peers() {
+        for spec in [
+            None,
+            Some("trace"),
+            Some("quinn=trace,trace"),
+            Some("not a filter["),
+        ] {
+            let shown = log_filter(spec).to_string();
+            for target in QUIET_TARGETS {
+                assert!(
+                    shown.contains(&format!("{target}=error")),
+                    "{spec:?} gives {shown}"
+                );
+                assert!(
+                    !shown.contains(&format!("{target}=trace")),
+                    "{spec:?} gives {shown}"
+                );
+            }
+        }
+        assert!(log_filter(Some("debug")).to_string().contains("debug"));
     }
 }

@@ -21,6 +21,8 @@ pub mod cli;
 pub mod config;
 pub(crate) mod handler;
 pub mod metrics;
+#[cfg(any(test, feature = "testing"))]
+pub mod recorder;
 pub mod relay;
 pub mod server;
 pub(crate) mod state;

@@ -166,6 +166,12 @@ impl Running {
         &self.shared.store
     }
 
+    /// What each connection did, once recording is started (test builds only).
+    #[cfg(any(test, feature = "testing"))]
+    pub fn recorder(&self) -> &crate::recorder::Recorder {
+        &self.shared.recorder
+    }
+
     /// The relay's aggregate counters.
     pub fn metrics(&self) -> &Metrics {
         &self.shared.metrics

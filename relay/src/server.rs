@@ -301,10 +301,20 @@ async fn request(
         if body.len() != len {
             return Err(Some(ErrorCode::Malformed));
         }
-        frame::decode_request(&body).map_err(|e| Some(e.code()))
+        let req = frame::decode_request(&body).map_err(|e| Some(e.code()))?;
+        Ok((body, req))
     };
     let outcome = match tokio::time::timeout(REQUEST_READ_TIMEOUT, read).await {
-        Ok(Ok(req)) => handle(shared, session, req, Now::current()).await,
+        Ok(Ok((_body, req))) => {
+            #[cfg(any(test, feature = "testing"))]
+            let seen = req.clone();
+            let outcome = handle(shared, session, req, Now::current()).await;
+            #[cfg(any(test, feature = "testing"))]
+            shared
+                .recorder
+                .record(session.conn_id, &_body, &seen, &outcome.0);
+            outcome
+        }
         Ok(Err(Some(code))) => {
             Metrics::inc(&shared.metrics.malformed_frames);
             (Response::Error(code), Effect::Close(code))

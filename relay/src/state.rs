@@ -125,6 +125,9 @@ pub(crate) struct Shared {
     pub(crate) budgets: AnonymousBudgets,
     /// Randomness for challenges (seeded from the OS in a running relay).
     pub(crate) rng: Mutex<StdRng>,
+    /// What each connection did (test builds only; off until started).
+    #[cfg(any(test, feature = "testing"))]
+    pub(crate) recorder: crate::recorder::Recorder,
 }
 
 /// What connections without identity may spend: per source address (its /64 for IPv6)
@@ -178,6 +181,8 @@ impl Shared {
             hub: Hub::default(),
             metrics,
             rng: Mutex::new(rng),
+            #[cfg(any(test, feature = "testing"))]
+            recorder: Default::default(),
         }
     }
 

@@ -226,7 +226,8 @@ async fn the_data_directory_and_logs_hold_no_handle_role_key_or_address() {
     let (dir, data) = fixed_port_relay(&org);
     let p = pin(&data);
     let log = dir.scratch().join("relay.log");
-    let relay = spawn_relay(&data, &log);
+    // The most verbose level there is, for the relay and everything it links.
+    let relay = RelayProcess::spawn_logging(relay_bin(), &data, &log, "trace");
     let handle_a = "zq-courier-marker-41";
     let handle_b = "zq-coordinator-marker-42";
     let a = org.member_valid(
@@ -303,7 +304,7 @@ async fn the_data_directory_and_logs_hold_no_handle_role_key_or_address() {
             path.display()
         );
     }
-    // Logs (debug level): no handle, key, certificate, mailbox id or member address.
+    // Logs (trace level): no handle, key, certificate, mailbox id or member address.
     needles.push(("mailbox id", mb.recipient.to_string().into_bytes()));
     needles.push(("sender id", mb.sender.to_string().into_bytes()));
     scan(
