@@ -116,16 +116,12 @@ async fn handle_inner(
         }
     };
     // An owner connection stays admitted only while its certificate is valid and not
-    // revoked: checked on every request, under the read lock (the list may hold tens of
-    // thousands of serials, and copying it would put that on the hot path).
-    if let Kind::Owner(admitted) = &kind {
-        let admission = {
-            let held = shared.revocations.read().unwrap_or_else(|p| p.into_inner());
-            still_admitted(admitted, held.as_ref(), now)
-        };
-        if let Err(code) = admission {
-            return (Response::Error(code), Effect::Close(code));
-        }
+    // revoked: checked on every request (and by the connection itself when a new list
+    // arrives or time passes: `lapsed`).
+    if let Kind::Owner(admitted) = &kind
+        && let Err(code) = still_valid(shared, admitted, now)
+    {
+        return (Response::Error(code), Effect::Close(code));
     }
 
     match req {
@@ -176,6 +172,25 @@ async fn handle_inner(
             }
             Kind::Unbound | Kind::Anonymous => err(ErrorCode::Unauthorized),
         },
+    }
+}
+
+/// Whether `admitted` is still valid at `now` under the newest list, checked under the
+/// read lock (the list may hold tens of thousands of serials, and copying it would put
+/// that on the hot path).
+fn still_valid(shared: &Shared, admitted: &Admitted, now: u64) -> Result<(), ErrorCode> {
+    let held = shared.revocations.read().unwrap_or_else(|p| p.into_inner());
+    still_admitted(admitted, held.as_ref(), now)
+}
+
+/// Why an owner connection may no longer stay open at `now` (revoked, expired), if it
+/// may not; `None` for any other connection. The connection calls it when a newer
+/// revocation list is accepted and periodically, so a member that sends no request
+/// (a subscriber waiting for pushes) is cut off too.
+pub(crate) fn lapsed(shared: &Shared, session: &Session, now: u64) -> Option<ErrorCode> {
+    match &session.lock().kind {
+        Kind::Owner(admitted) => still_valid(shared, admitted, now).err(),
+        _ => None,
     }
 }
 
@@ -516,6 +531,7 @@ async fn put_revocation(shared: &Shared, bytes: &[u8]) -> (Response, Effect) {
     shared
         .hub
         .broadcast(&Push::RevocationListUpdated { version });
+    shared.revocation_version.send_replace(version);
     (
         Response::RevocationListAccepted(RevocationListAccepted { version }),
         Effect::None,

@@ -17,15 +17,17 @@ use quinn::{Endpoint, VarInt};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
-use crate::handler::{Effect, handle};
+use crate::handler::{Effect, handle, lapsed};
 use crate::metrics::Metrics;
-use crate::state::{Now, PUSH_QUEUE, Session, Shared};
+use crate::state::{Now, PUSH_QUEUE, Session, Shared, unix_now};
 use crate::tls::{RelayIdentity, TlsError, server_config};
 
 /// Seconds a client has to deliver a whole request frame once it opened the stream.
 const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest wait for in-flight requests at shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often an owner connection re-checks its certificate's expiry without a request.
+const ADMISSION_RECHECK: Duration = Duration::from_secs(30);
 
 /// QUIC application close codes.
 pub mod close {
@@ -216,8 +218,28 @@ async fn connection(
     let mut requests = JoinSet::new();
     let (close_tx, mut close_rx) = mpsc::channel::<ErrorCode>(1);
     let mut subscribed = None;
+    // An owner connection that makes no request (a subscriber) is still cut off when its
+    // member is revoked (at once) or its certificate expires (within a check interval).
+    let mut revocations = shared.revocation_version.subscribe();
+    let mut recheck = tokio::time::interval(ADMISSION_RECHECK);
+    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            changed = revocations.changed() => {
+                if changed.is_err() {
+                    continue;
+                }
+                if let Some(code) = lapsed(&shared, &session, unix_now()) {
+                    conn.close(VarInt::from_u32(close::PROTOCOL_ERROR), code.description().as_bytes());
+                    break;
+                }
+            }
+            _ = recheck.tick() => {
+                if let Some(code) = lapsed(&shared, &session, unix_now()) {
+                    conn.close(VarInt::from_u32(close::PROTOCOL_ERROR), code.description().as_bytes());
+                    break;
+                }
+            }
             stream = conn.accept_bi() => {
                 let Ok((send, recv)) = stream else { break };
                 let shared = shared.clone();

@@ -123,6 +123,9 @@ pub(crate) struct Shared {
     pub(crate) auth_failures: FailureLimiter,
     /// Budgets of the operations open to connections that carry no identity.
     pub(crate) budgets: AnonymousBudgets,
+    /// The version of the newest revocation list accepted while running: connections
+    /// watch it to close an owner connection whose member it revokes.
+    pub(crate) revocation_version: tokio::sync::watch::Sender<u64>,
     /// Randomness for challenges (seeded from the OS in a running relay).
     pub(crate) rng: Mutex<StdRng>,
     /// What each connection did (test builds only; off until started).
@@ -176,6 +179,9 @@ impl Shared {
             org,
             auth_failures: FailureLimiter::new(config.limits.auth_failures_per_minute),
             budgets: AnonymousBudgets::new(&config),
+            revocation_version: tokio::sync::watch::Sender::new(
+                revocations.as_ref().map_or(0, RevocationList::version),
+            ),
             config,
             revocations: RwLock::new(revocations),
             hub: Hub::default(),

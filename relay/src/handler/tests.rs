@@ -1068,3 +1068,30 @@ async fn a_mailbox_key_that_is_no_ed25519_key_is_refused_as_malformed() {
         Response::Sent(_)
     ));
 }
+
+#[tokio::test]
+async fn a_fetch_of_zero_envelopes_returns_none_and_says_whether_any_wait() {
+    let mut f = Fixture::new(|_| {});
+    let s = f.admitted(&f.member("alice")).await;
+    let q = f.mailbox(&s, 0).await;
+    let zero = || Request::Fetch(Fetch { limit: 0 });
+    assert_eq!(
+        f.call(&s, zero(), 0).await.0,
+        Response::Envelopes(Envelopes {
+            envelopes: BoundedVec::empty(),
+            more: false
+        })
+    );
+    let a = f.anonymous().await;
+    assert!(matches!(
+        f.call(&a, send(&a, &q, 60, b"x"), 0).await.0,
+        Response::Sent(_)
+    ));
+    assert_eq!(
+        f.call(&s, zero(), 0).await.0,
+        Response::Envelopes(Envelopes {
+            envelopes: BoundedVec::empty(),
+            more: true
+        })
+    );
+}

@@ -374,7 +374,8 @@ impl Store {
         limit: usize,
         now: u64,
     ) -> Result<(Vec<Envelope>, bool), StoreError> {
-        let limit = limit.clamp(1, MAX_FETCH_ENVELOPES);
+        // 0 asks only whether anything waits (`more`).
+        let limit = limit.min(MAX_FETCH_ENVELOPES);
         let txn = self.db.begin_read()?;
         let t = txn.open_table(ENVELOPES)?;
         // Envelopes expired at or before `now` sort first: start after them.
