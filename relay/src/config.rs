@@ -30,8 +30,15 @@ pub struct RelayConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
-    /// Most simultaneous connections; more are refused.
+    /// Most simultaneous connections (handshakes included); more are refused.
     pub max_connections: u32,
+    /// Most simultaneous connections from one source address (IPv6: one /64).
+    pub max_connections_per_address: u32,
+    /// Seconds a QUIC handshake may take before it is abandoned.
+    pub handshake_timeout_secs: u32,
+    /// Seconds a connection may stay without being admitted (`Authenticate`) or using an
+    /// operation of send connections; then it is closed.
+    pub bind_timeout_secs: u32,
     /// Seconds a connection may stay silent before it is closed (clients ping to stay).
     pub idle_timeout_secs: u32,
     /// Most requests in flight on one connection (QUIC stream limit).
@@ -81,6 +88,9 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_connections: 4096,
+            max_connections_per_address: 64,
+            handshake_timeout_secs: 10,
+            bind_timeout_secs: 10,
             idle_timeout_secs: 60,
             max_concurrent_requests: 64,
             requests_per_sec: 200,
@@ -165,6 +175,15 @@ impl RelayConfig {
             ("limits.max_connections", u64::from(l.max_connections)),
             ("limits.idle_timeout_secs", u64::from(l.idle_timeout_secs)),
             (
+                "limits.max_connections_per_address",
+                u64::from(l.max_connections_per_address),
+            ),
+            (
+                "limits.handshake_timeout_secs",
+                u64::from(l.handshake_timeout_secs),
+            ),
+            ("limits.bind_timeout_secs", u64::from(l.bind_timeout_secs)),
+            (
                 "limits.max_concurrent_requests",
                 u64::from(l.max_concurrent_requests),
             ),
@@ -221,8 +240,15 @@ org = "{org}"
 max_ttl_secs = {ttl}
 
 [limits]
-# Most simultaneous connections; more are refused.
+# Most simultaneous connections (handshakes included); more are refused.
 max_connections = {mc}
+# Most simultaneous connections from one address (IPv6: one /64). Members behind one
+# NAT share it: allow about three per member there.
+max_connections_per_address = {mcpa}
+# Seconds a handshake may take, and seconds a connection may stay before it is
+# admitted or sends (then it is closed).
+handshake_timeout_secs = {hts}
+bind_timeout_secs = {bts}
 # Seconds of silence after which a connection is closed.
 idle_timeout_secs = {idle}
 # Most requests in flight on one connection.
@@ -256,6 +282,9 @@ one_time_prekeys_per_entry_per_hour = {otph}
             org = self.org,
             ttl = self.max_ttl_secs,
             mc = l.max_connections,
+            mcpa = l.max_connections_per_address,
+            hts = l.handshake_timeout_secs,
+            bts = l.bind_timeout_secs,
             idle = l.idle_timeout_secs,
             mcr = l.max_concurrent_requests,
             rps = l.requests_per_sec,

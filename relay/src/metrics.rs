@@ -48,6 +48,8 @@ counters! {
     anonymous_connections,
     /// Failed admissions.
     auth_failed,
+    /// Connections closed for being neither admitted nor used to send in time.
+    bind_timeouts,
     /// Requests handled.
     requests,
     /// Requests answered with an error.

@@ -17,6 +17,7 @@ use quinn::{Endpoint, VarInt};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
+use crate::budget::address_key;
 use crate::handler::{Effect, handle, lapsed};
 use crate::metrics::Metrics;
 use crate::state::{Now, PUSH_QUEUE, Session, Shared, unix_now};
@@ -142,15 +143,32 @@ pub(crate) async fn serve(
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let limit = Arc::new(Semaphore::new(
-        shared.config.limits.max_connections as usize,
-    ));
+    let limits = &shared.config.limits;
+    let max = limits.max_connections as usize;
+    let limit = Arc::new(Semaphore::new(max));
+    let per_address = Arc::new(AddressCounts::new(limits.max_connections_per_address));
+    let handshake_timeout = Duration::from_secs(u64::from(limits.handshake_timeout_secs));
     let next_id = AtomicU64::new(1);
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
             incoming = endpoint.accept() => {
                 let Some(incoming) = incoming else { break };
+                // Under load (half the permits taken), a client must first prove its
+                // address (a QUIC Retry: one round trip), so spoofed Initials take no
+                // permit at all.
+                if !incoming.remote_address_validated()
+                    && incoming.may_retry()
+                    && limit.available_permits() < max / 2
+                {
+                    let _ = incoming.retry();
+                    continue;
+                }
+                let Some(address) = per_address.take(incoming.remote_address().ip()) else {
+                    Metrics::inc(&shared.metrics.connections_refused);
+                    incoming.refuse();
+                    continue;
+                };
                 let Ok(permit) = limit.clone().try_acquire_owned() else {
                     Metrics::inc(&shared.metrics.connections_refused);
                     incoming.refuse();
@@ -161,9 +179,13 @@ pub(crate) async fn serve(
                 let shutdown = shutdown.clone();
                 connections.spawn(async move {
                     let _permit = permit;
-                    match incoming.await {
-                        Ok(conn) => connection(conn, conn_id, shared, shutdown).await,
-                        Err(e) => tracing::debug!(error = %e, "handshake failed"),
+                    let _address = address;
+                    // A handshake that stalls (a client that sent its first packet and
+                    // no more) gives its permit back after the handshake timeout.
+                    match tokio::time::timeout(handshake_timeout, incoming).await {
+                        Ok(Ok(conn)) => connection(conn, conn_id, shared, shutdown).await,
+                        Ok(Err(e)) => tracing::debug!(error = %e, "handshake failed"),
+                        Err(_) => tracing::debug!("handshake timed out"),
                     }
                 });
             }
@@ -223,8 +245,23 @@ async fn connection(
     let mut revocations = shared.revocation_version.subscribe();
     let mut recheck = tokio::time::interval(ADMISSION_RECHECK);
     recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // A connection that is neither admitted nor a send connection by then is closed: it
+    // could otherwise hold a connection slot with pings alone.
+    let bind_deadline = tokio::time::sleep(Duration::from_secs(u64::from(
+        shared.config.limits.bind_timeout_secs,
+    )));
+    tokio::pin!(bind_deadline);
+    let mut bound = false;
     loop {
         tokio::select! {
+            () = &mut bind_deadline, if !bound => {
+                if session.is_unbound() {
+                    Metrics::inc(&shared.metrics.bind_timeouts);
+                    conn.close(VarInt::from_u32(close::PROTOCOL_ERROR), b"not admitted in time");
+                    break;
+                }
+                bound = true;
+            }
             changed = revocations.changed() => {
                 if changed.is_err() {
                     continue;
@@ -294,6 +331,59 @@ async fn connection(
         .metrics
         .connections_open
         .fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Live connections per source address (IPv6: per /64), capped.
+#[derive(Debug)]
+struct AddressCounts {
+    /// Most per address.
+    max: u32,
+    /// Connections (handshakes included) per address key.
+    counts: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, u32>>,
+}
+
+/// One connection's place in [`AddressCounts`], given back when dropped.
+struct AddressSlot {
+    /// The counts it belongs to.
+    counts: Arc<AddressCounts>,
+    /// Its address key.
+    key: std::net::IpAddr,
+}
+
+impl AddressCounts {
+    fn new(max: u32) -> Self {
+        Self {
+            max,
+            counts: Default::default(),
+        }
+    }
+
+    /// A slot for a connection from `ip`, or `None` if that address has its maximum.
+    fn take(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<AddressSlot> {
+        let key = address_key(ip);
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let n = counts.entry(key).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(AddressSlot {
+            counts: self.clone(),
+            key,
+        })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut counts = self.counts.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = counts.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(&self.key);
+            }
+        }
+    }
 }
 
 /// Reads one request frame, handles it, writes the response. Returns the effect, or

@@ -278,6 +278,11 @@ impl Session {
         }
     }
 
+    /// Whether the connection is still neither an owner nor a send connection.
+    pub(crate) fn is_unbound(&self) -> bool {
+        matches!(self.lock().kind, Kind::Unbound)
+    }
+
     /// The mutable part (held briefly, never across an await).
     pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, SessionState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())

@@ -164,12 +164,14 @@ impl TestRelay {
         let mut config = RelayConfig::load(data).unwrap();
         config.limits.sweep_interval_secs = 1;
         // Every simulated member connects from 127.0.0.1, so the per-address budget of
-        // send connections would be the whole org's: lift it (and the per-mailbox one) for
-        // simulations. Tests of the budgets set their own in `tweak`.
+        // send connections and the per-address connection cap would be the whole org's:
+        // lift them (and the per-mailbox budget) for simulations. Tests of those limits
+        // set their own in `tweak`.
         config.limits.anonymous_requests_per_minute = 1_000_000;
         config.limits.anonymous_request_burst = 1_000_000;
         config.limits.queue_sends_per_minute = 1_000_000;
         config.limits.queue_send_burst = 1_000_000;
+        config.limits.max_connections_per_address = config.limits.max_connections;
         tweak(&mut config);
         std::fs::write(data.join(CONFIG_FILE), config.to_commented_toml()).unwrap();
         Self {
