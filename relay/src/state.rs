@@ -253,7 +253,14 @@ pub(crate) struct SessionState {
     pub(crate) subscribed: bool,
     /// Request rate limiter: tokens and when they were last refilled.
     pub(crate) tokens: (f64, Instant),
+    /// Send signatures verified on this connection: destination, the sender key they
+    /// verified under, the signature (at most [`MAX_PROOFS`]).
+    pub(crate) proofs: Vec<(MailboxId, [u8; 32], [u8; 64])>,
 }
+
+/// Most destinations a connection's verified send signatures are remembered for; sends to
+/// others are verified every time.
+pub(crate) const MAX_PROOFS: usize = 16;
 
 impl Session {
     /// A new connection's session, opened at `now`, with a full request bucket.
@@ -274,7 +281,26 @@ impl Session {
                 mailbox: None,
                 subscribed: false,
                 tokens: (f64::from(burst), now),
+                proofs: Vec::new(),
             }),
+        }
+    }
+
+    /// Whether `signature` was verified on this connection for sends to `to` under
+    /// `key` (the mailbox's sender key now: after a rotation the old proof is worthless).
+    pub(crate) fn proven(&self, to: &MailboxId, key: &[u8; 32], signature: &[u8; 64]) -> bool {
+        self.lock()
+            .proofs
+            .iter()
+            .any(|(t, k, s)| t == to && k == key && s == signature)
+    }
+
+    /// Remembers a verified send signature.
+    pub(crate) fn prove(&self, to: MailboxId, key: [u8; 32], signature: [u8; 64]) {
+        let mut st = self.lock();
+        st.proofs.retain(|(t, _, _)| *t != to);
+        if st.proofs.len() < MAX_PROOFS {
+            st.proofs.push((to, key, signature));
         }
     }
 

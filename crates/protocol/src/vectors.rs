@@ -213,7 +213,7 @@ pub fn all() -> Result<Vec<Vector>, EncodeError> {
     // `request-send` vector, on a connection with exporter `88…88` and challenge `77…77`.
     out.push(Vector {
         name: "send-signature-message",
-        frame: crate::auth::send_message(&fill(0x88), &fill(0x77), &mb_s, 86_400, body.as_slice()),
+        frame: crate::auth::send_message(&fill(0x88), &fill(0x77), &mb_s),
     });
     Ok(out)
 }

@@ -180,8 +180,8 @@ impl RelayConnection {
     }
 
     /// What a `Send` signature covers on this connection (after its context).
-    pub fn send_message(&self, to: &MailboxId, ttl_secs: u32, body: &[u8]) -> Vec<u8> {
-        send_message(&self.exporter, &self.challenge, to, ttl_secs, body)
+    pub fn send_message(&self, to: &MailboxId) -> Vec<u8> {
+        send_message(&self.exporter, &self.challenge, to)
     }
 
     /// Stores `body` in the mailbox whose sender id is `to`, signed with that mailbox's
@@ -193,10 +193,7 @@ impl RelayConnection {
         body: EnvelopeBody,
         sender_key: &DeviceKeyPair,
     ) -> Result<Sent, TransportError> {
-        let signature = sender_key.sign(
-            SEND_CONTEXT,
-            &self.send_message(&to, ttl_secs, body.as_slice()),
-        );
+        let signature = sender_key.sign(SEND_CONTEXT, &self.send_message(&to));
         let req = Request::Send(SendEnvelope {
             to,
             ttl_secs,

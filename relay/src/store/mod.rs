@@ -119,6 +119,11 @@ pub struct Quotas {
     pub max_one_time: u32,
 }
 
+/// The sender key of every mailbox, by sender id (`None`: a mailbox made before sender
+/// keys), kept in memory so that a send is checked without a read transaction. Loaded at
+/// open; changed only by the writer, after the commit that changed the table.
+pub(super) type SenderKeys = Arc<std::sync::RwLock<HashMap<MailboxId, Option<[u8; 32]>>>>;
+
 /// The relay's storage: a redb database and its writer thread.
 #[derive(Clone)]
 pub struct Store {
@@ -132,6 +137,8 @@ pub struct Store {
     held: Held,
     /// The keys envelope bodies are sealed under at rest.
     epochs: Arc<EpochKeys>,
+    /// Sender keys, by sender id.
+    sender_keys: SenderKeys,
 }
 
 impl std::fmt::Debug for Store {
@@ -181,8 +188,19 @@ impl Store {
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
         }
+        let mut keys = HashMap::new();
+        {
+            let txn = db.begin_read()?;
+            for item in txn.open_table(SENDERS)?.iter()? {
+                let (k, v) = item?;
+                let sender = MailboxId(arr32(k.value(), "senders")?);
+                keys.insert(sender, parse_sender_value(v.value())?.1);
+            }
+        }
+        let sender_keys: SenderKeys = Arc::new(std::sync::RwLock::new(keys));
         let db = Arc::new(db);
         let (tx, rx) = std_mpsc::sync_channel(max_batch.max(1) * 4);
+        let writer_keys = sender_keys.clone();
         let writer_db = db.clone();
         let writer_held = held.clone();
         let writer_epochs = epochs.clone();
@@ -196,7 +214,7 @@ impl Store {
                     &metrics,
                     &writer_held,
                     staged.as_ref(),
-                    &writer_epochs,
+                    (&writer_epochs, &writer_keys),
                 )
             })
             .map_err(|e| StoreError::Db(e.to_string()))?;
@@ -206,6 +224,7 @@ impl Store {
             writer: Arc::new(std::sync::Mutex::new(Some(writer))),
             held,
             epochs,
+            sender_keys,
         })
     }
 
@@ -294,12 +313,12 @@ impl Store {
     /// The sender key of the mailbox whose sender id is `to`: `Ok(None)` if there is no
     /// such mailbox, `Ok(Some(None))` if it has no sender key.
     pub fn sender_key(&self, to: &MailboxId) -> Result<Option<Option<[u8; 32]>>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let t = txn.open_table(SENDERS)?;
-        match t.get(to.as_bytes().as_slice())? {
-            Some(v) => Ok(Some(parse_sender_value(v.value())?.1)),
-            None => Ok(None),
-        }
+        Ok(self
+            .sender_keys
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(to)
+            .copied())
     }
 
     /// Deletes envelopes of `recipient`; ids of other mailboxes or already gone are skipped.

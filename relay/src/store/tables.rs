@@ -90,12 +90,12 @@ impl Writer<'_> {
         Ok(Ok(()))
     }
 
-    /// Replaces the sender key of `recipient`'s mailbox.
+    /// Replaces the sender key of `recipient`'s mailbox; returns its sender id.
     pub(super) fn set_sender_key(
         &mut self,
         recipient: MailboxId,
         sender_key: [u8; 32],
-    ) -> Result<OpResult<()>, StoreError> {
+    ) -> Result<OpResult<MailboxId>, StoreError> {
         let Some(mb) = self.mailbox(&recipient)? else {
             return Ok(Err(ErrorCode::NotFound));
         };
@@ -103,7 +103,7 @@ impl Writer<'_> {
             mb.sender.as_slice(),
             sender_value(&recipient, &sender_key).as_slice(),
         )?;
-        Ok(Ok(()))
+        Ok(Ok(MailboxId(mb.sender)))
     }
 
     /// Stores an envelope for the mailbox whose sender id is `to`, if `signed_by` is still

@@ -94,7 +94,7 @@ pub(super) fn writer_loop(
     metrics: &Metrics,
     held: &Held,
     staged: Option<&tokio::sync::mpsc::UnboundedSender<Staged>>,
-    epochs: &EpochKeys,
+    (epochs, sender_keys): (&EpochKeys, &SenderKeys),
 ) {
     // Blocks for the first operation, then takes whatever else is already waiting.
     let mut stopping = false;
@@ -118,8 +118,24 @@ pub(super) fn writer_loop(
         let n = batch.len();
         let mut pending = Vec::with_capacity(n);
         let mut delta = [0i64; PADDING_BUCKETS.len()];
-        let ok = match apply_batch(db, batch, quotas, &mut pending, &mut delta, staged, epochs) {
+        let mut keys = Vec::new();
+        let applied = apply_batch(
+            db,
+            batch,
+            quotas,
+            (&mut pending, &mut delta, &mut keys),
+            staged,
+            epochs,
+        );
+        let ok = match applied {
             Ok(()) => {
+                // Committed: sends see the new sender keys from now on (in commit order,
+                // before anyone is told).
+                let mut cache = sender_keys.write().unwrap_or_else(|p| p.into_inner());
+                for (sender, key) in keys {
+                    cache.insert(sender, key);
+                }
+                drop(cache);
                 for (gauge, d) in held.iter().zip(delta) {
                     if d >= 0 {
                         gauge.fetch_add(d as u64, std::sync::atomic::Ordering::Relaxed);
@@ -141,12 +157,19 @@ pub(super) fn writer_loop(
     }
 }
 
+/// What a batch produces besides its commit: the replies held until it, the change in
+/// envelopes held per bucket, and the sender keys it set.
+type BatchOut<'a> = (
+    &'a mut Vec<Pending>,
+    &'a mut [i64; PADDING_BUCKETS.len()],
+    &'a mut Vec<(MailboxId, Option<[u8; 32]>)>,
+);
+
 pub(super) fn apply_batch(
     db: &Database,
     batch: Vec<Op>,
     quotas: Quotas,
-    pending: &mut Vec<Pending>,
-    delta: &mut [i64; PADDING_BUCKETS.len()],
+    (pending, delta, keys): BatchOut<'_>,
     staged: Option<&tokio::sync::mpsc::UnboundedSender<Staged>>,
     epochs: &EpochKeys,
 ) -> Result<(), StoreError> {
@@ -177,6 +200,9 @@ pub(super) fn apply_batch(
                     reply,
                 } => {
                     let r = w.create_mailbox(recipient, sender, owner, sender_key)?;
+                    if r.is_ok() {
+                        keys.push((sender, Some(sender_key)));
+                    }
                     pending.push(Pending::Unit(reply, r));
                 }
                 Op::SetSenderKey {
@@ -185,7 +211,10 @@ pub(super) fn apply_batch(
                     reply,
                 } => {
                     let r = w.set_sender_key(recipient, sender_key)?;
-                    pending.push(Pending::Unit(reply, r));
+                    if let Ok(sender) = r {
+                        keys.push((sender, Some(sender_key)));
+                    }
+                    pending.push(Pending::Unit(reply, r.map(|_| ())));
                 }
                 Op::Send {
                     to,

@@ -121,7 +121,7 @@ pub fn signed_send(
     ttl: u32,
     body: Vec<u8>,
 ) -> Request {
-    let signature = key.sign(SEND_CONTEXT, &c.send_message(&to, ttl, &body));
+    let signature = key.sign(SEND_CONTEXT, &c.send_message(&to));
     Request::Send(SendEnvelope {
         to,
         ttl_secs: ttl,
