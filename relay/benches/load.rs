@@ -345,6 +345,7 @@ async fn store_alone(dir: &Path, concurrency: usize) -> f64 {
             max_envelopes: u32::MAX,
             max_bytes: u64::MAX,
             max_one_time: 10,
+            max_entries_per_owner: 4,
         },
         512,
         Arc::new(postern_relay::metrics::Metrics::default()),

@@ -3,11 +3,10 @@
 //! checks the certificate against the org root (signature, org, validity, revocation) and
 //! the signature against the certificate's device key.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use crate::budget::{Buckets, address_key};
 use postern_identity::{MemberCertificate, OrgKey, RevocationList, TrustError, verify_member};
 use postern_protocol::ErrorCode;
 use postern_protocol::auth::AUTHENTICATE_CONTEXT;
@@ -106,55 +105,42 @@ pub(crate) fn still_admitted(
     Ok(())
 }
 
-/// Counts failed admissions per source address in one-minute windows. Addresses live
-/// only in memory, only while they have recent failures, and are never logged.
+/// Limits failed admissions per source address (IPv6: per /64): a token bucket of
+/// `per_minute` failures that refills continuously, so a neighbour behind the same NAT
+/// who failed is not shut out for a whole minute, only until a token is back (six
+/// seconds at the default). Addresses live only in memory, only until their bucket is
+/// full again, and are never logged; the table is bounded, and when it is full of
+/// addresses that all failed recently a new address is let through (its failures not
+/// counted) rather than shut out: this limiter saves work, it guards no secret.
 #[derive(Debug)]
 pub(crate) struct FailureLimiter {
-    /// Failures allowed per address per window.
-    per_window: u32,
-    /// Window start and failures, per address.
-    windows: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+    /// Failures per address prefix.
+    buckets: Buckets<IpAddr>,
 }
 
-const WINDOW: Duration = Duration::from_secs(60);
-
 impl FailureLimiter {
-    /// Allows `per_window` failures per address per minute.
-    pub(crate) fn new(per_window: u32) -> Self {
+    /// Allows `per_minute` failures per address prefix per minute.
+    pub(crate) fn new(per_minute: u32) -> Self {
         Self {
-            per_window,
-            windows: Mutex::new(HashMap::new()),
+            buckets: Buckets::per_minute(per_minute, per_minute),
         }
     }
 
     /// Whether `ip` may try to authenticate at `now`.
     pub(crate) fn allowed(&self, ip: IpAddr, now: Instant) -> bool {
-        let w = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        match w.get(&ip) {
-            Some((start, n)) if now.saturating_duration_since(*start) < WINDOW => {
-                *n < self.per_window
-            }
-            _ => true,
-        }
+        self.buckets.has_token(&address_key(ip), now)
     }
 
     /// Records a failure from `ip` at `now`.
     pub(crate) fn failed(&self, ip: IpAddr, now: Instant) {
-        let mut w = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        if w.len() > 100_000 {
-            w.retain(|_, (start, _)| now.saturating_duration_since(*start) < WINDOW);
-        }
-        let e = w.entry(ip).or_insert((now, 0));
-        if now.saturating_duration_since(e.0) >= WINDOW {
-            *e = (now, 0);
-        }
-        e.1 = e.1.saturating_add(1);
+        let _ = self.buckets.take(address_key(ip), now);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn failures_are_limited_per_address() {
@@ -165,11 +151,20 @@ mod tests {
         assert!(l.allowed(a, t0));
         l.failed(a, t0);
         l.failed(a, t0 + Duration::from_secs(1));
-        assert!(!l.allowed(a, t0 + Duration::from_secs(59)));
-        assert!(l.allowed(b, t0 + Duration::from_secs(59)));
-        // A new window starts a minute after the first failure.
-        assert!(l.allowed(a, t0 + WINDOW));
-        l.failed(a, t0 + WINDOW);
-        assert!(l.allowed(a, t0 + WINDOW));
+        assert!(!l.allowed(a, t0 + Duration::from_secs(1)));
+        assert!(l.allowed(b, t0 + Duration::from_secs(1)));
+        // A token returns every 30 s (two a minute), not a whole minute later.
+        assert!(l.allowed(a, t0 + Duration::from_secs(31)));
+        l.failed(a, t0 + Duration::from_secs(31));
+        assert!(!l.allowed(a, t0 + Duration::from_secs(32)));
+    }
+
+    #[test]
+    fn failures_count_per_ipv6_64() {
+        let l = FailureLimiter::new(1);
+        let t0 = Instant::now();
+        l.failed("2001:db8:1:2::1".parse().unwrap(), t0);
+        assert!(!l.allowed("2001:db8:1:2:ffff::9".parse().unwrap(), t0));
+        assert!(l.allowed("2001:db8:1:3::1".parse().unwrap(), t0));
     }
 }

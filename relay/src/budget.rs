@@ -24,7 +24,13 @@ pub(crate) struct Buckets<K> {
     max_keys: usize,
     /// Tokens and last refill, per key.
     map: Mutex<HashMap<K, (f64, Instant)>>,
+    /// When a full table was last swept for refilled keys: at most once a second, so a
+    /// flood of new keys does not make every request scan the whole table.
+    swept: Mutex<Option<Instant>>,
 }
+
+/// Least time between two sweeps of a full table.
+const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl<K: Hash + Eq + Copy> Buckets<K> {
     /// `per_hour` tokens an hour per key, at most `burst` at once (at least 1).
@@ -34,7 +40,32 @@ impl<K: Hash + Eq + Copy> Buckets<K> {
             burst: f64::from(burst.max(1)),
             max_keys: MAX_KEYS,
             map: Mutex::new(HashMap::new()),
+            swept: Mutex::new(None),
         }
+    }
+
+    /// `per_day` tokens a day per key, at most `burst` at once (at least 1).
+    pub(crate) fn per_day(per_day: u32, burst: u32) -> Self {
+        let mut b = Self::per_hour(0, burst);
+        b.per_sec = f64::from(per_day) / 86_400.0;
+        b
+    }
+
+    /// Whether `key` has a token at `now` (nothing is taken; a key not held has).
+    pub(crate) fn has_token(&self, key: &K, now: Instant) -> bool {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(key).is_none_or(|v| self.refilled(*v, now) >= 1.0)
+    }
+
+    /// Forgets keys whose bucket is full again, unless that was done within the last
+    /// second; whether there is room for a new key afterwards.
+    fn make_room(&self, map: &mut HashMap<K, (f64, Instant)>, now: Instant) -> bool {
+        let mut swept = self.swept.lock().unwrap_or_else(|p| p.into_inner());
+        if swept.is_none_or(|t| now.saturating_duration_since(t) >= SWEEP_EVERY) {
+            map.retain(|_, v| self.refilled(*v, now) < self.burst);
+            *swept = Some(now);
+        }
+        map.len() < self.max_keys
     }
 
     /// `per_minute` tokens a minute per key, at most `burst` at once (at least 1).
@@ -56,11 +87,8 @@ impl<K: Hash + Eq + Copy> Buckets<K> {
     /// Takes one token of `key` at `now`; false (and nothing taken) if it has none.
     pub(crate) fn take(&self, key: K, now: Instant) -> bool {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        if !map.contains_key(&key) && map.len() >= self.max_keys {
-            map.retain(|_, v| self.refilled(*v, now) < self.burst);
-            if map.len() >= self.max_keys {
-                return false;
-            }
+        if !map.contains_key(&key) && map.len() >= self.max_keys && !self.make_room(&mut map, now) {
+            return false;
         }
         let entry = map.entry(key).or_insert((self.burst, now));
         let tokens = self.refilled(*entry, now);
@@ -123,6 +151,33 @@ mod tests {
         assert!(!b.take(1u8, t0));
         // Once they have refilled they are forgotten and the new key fits.
         assert!(b.take(3u8, t0 + Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn a_full_table_is_swept_at_most_once_a_second() {
+        // One token every 10 s.
+        let b = Buckets::per_minute(6, 1).with_max_keys(2);
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        assert!(b.take(1u8, t0));
+        assert!(b.take(2u8, t0));
+        // Swept at 9.9 s: nothing has refilled, so a new key is refused.
+        assert!(!b.take(3u8, at(9_900)));
+        // Both have refilled at 10.5 s, but the table was swept 0.6 s ago.
+        assert!(!b.take(4u8, at(10_500)));
+        assert!(b.take(4u8, at(10_900)));
+    }
+
+    #[test]
+    fn peeking_takes_nothing_and_a_day_budget_refills_over_a_day() {
+        let b = Buckets::per_day(24, 2);
+        let t0 = Instant::now();
+        assert!(b.has_token(&1u8, t0));
+        assert!(b.take(1u8, t0) && b.take(1u8, t0));
+        assert!(!b.has_token(&1u8, t0));
+        assert!(!b.has_token(&1u8, t0 + Duration::from_secs(3599)));
+        assert!(b.has_token(&1u8, t0 + Duration::from_secs(3600)));
+        assert!(b.has_token(&1u8, t0 + Duration::from_secs(3600)));
     }
 
     #[test]

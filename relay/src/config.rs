@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 /// Name of the configuration file in the data directory.
 pub const CONFIG_FILE: &str = "relay.toml";
 
+/// Smallest `push_queue_bytes`: two pushes of the largest envelope.
+const MIN_PUSH_QUEUE_BYTES: u64 = 2 * (postern_protocol::limits::MAX_ENVELOPE_BODY as u64 + 1024);
+
 /// Relay settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -71,6 +74,17 @@ pub struct Limits {
     /// One-time prekeys handed out per directory entry per hour; past it, `FetchPrekeys`
     /// answers with the entry alone (sessions then start without a one-time prekey).
     pub one_time_prekeys_per_entry_per_hour: u32,
+    /// Most connections subscribed to one mailbox; a new subscription replaces the oldest.
+    pub max_subscribers_per_mailbox: u32,
+    /// Most bytes of pushes waiting for one subscriber; a subscriber that falls further
+    /// behind (it stopped reading) is disconnected, its envelopes kept for its next fetch.
+    pub push_queue_bytes: u64,
+    /// Mailboxes one member (device) may create per day.
+    pub mailboxes_per_member_per_day: u32,
+    /// Directory publishes (entry and prekeys) one member (device) may make per hour.
+    pub publishes_per_member_per_hour: u32,
+    /// Most directory entries one member (device) may hold.
+    pub directory_entries_per_member: u32,
 }
 
 impl Limits {
@@ -80,6 +94,7 @@ impl Limits {
             max_envelopes: self.mailbox_max_envelopes,
             max_bytes: self.mailbox_max_bytes,
             max_one_time: self.directory_max_one_time,
+            max_entries_per_owner: self.directory_entries_per_member,
         }
     }
 }
@@ -106,6 +121,11 @@ impl Default for Limits {
             queue_sends_per_minute: 120,
             queue_send_burst: 120,
             one_time_prekeys_per_entry_per_hour: 20,
+            max_subscribers_per_mailbox: 4,
+            push_queue_bytes: 1024 * 1024,
+            mailboxes_per_member_per_day: 32,
+            publishes_per_member_per_hour: 60,
+            directory_entries_per_member: 4,
         }
     }
 }
@@ -213,12 +233,33 @@ impl RelayConfig {
                 "limits.sweep_interval_secs",
                 u64::from(l.sweep_interval_secs),
             ),
+            (
+                "limits.max_subscribers_per_mailbox",
+                u64::from(l.max_subscribers_per_mailbox),
+            ),
+            (
+                "limits.mailboxes_per_member_per_day",
+                u64::from(l.mailboxes_per_member_per_day),
+            ),
+            (
+                "limits.publishes_per_member_per_hour",
+                u64::from(l.publishes_per_member_per_hour),
+            ),
+            (
+                "limits.directory_entries_per_member",
+                u64::from(l.directory_entries_per_member),
+            ),
             ("max_ttl_secs", u64::from(self.max_ttl_secs)),
         ];
         for (name, v) in positive {
             if v == 0 {
                 return Err(format!("{name} must be greater than 0"));
             }
+        }
+        if l.push_queue_bytes < MIN_PUSH_QUEUE_BYTES {
+            return Err(format!(
+                "limits.push_queue_bytes must be at least {MIN_PUSH_QUEUE_BYTES} (two of the largest envelopes)"
+            ));
         }
         Ok(())
     }
@@ -276,6 +317,17 @@ queue_sends_per_minute = {qspm}
 queue_send_burst = {qsb}
 # One-time prekeys handed out per directory entry per hour (beyond: entry alone).
 one_time_prekeys_per_entry_per_hour = {otph}
+# Most connections subscribed to one mailbox (a new one replaces the oldest), and the
+# most bytes of pushes waiting for one of them: one that falls further behind is
+# disconnected (its envelopes stay stored). Push memory is at most about
+# push_queue_bytes for each subscribed connection.
+max_subscribers_per_mailbox = {msm}
+push_queue_bytes = {pqb}
+# Per member device: mailboxes created per day, directory publishes per hour, and
+# directory entries held.
+mailboxes_per_member_per_day = {mpd}
+publishes_per_member_per_hour = {pph}
+directory_entries_per_member = {dem}
 "#,
             listen = self.listen,
             host = self.public_host,
@@ -300,6 +352,11 @@ one_time_prekeys_per_entry_per_hour = {otph}
             qspm = l.queue_sends_per_minute,
             qsb = l.queue_send_burst,
             otph = l.one_time_prekeys_per_entry_per_hour,
+            msm = l.max_subscribers_per_mailbox,
+            pqb = l.push_queue_bytes,
+            mpd = l.mailboxes_per_member_per_day,
+            pph = l.publishes_per_member_per_hour,
+            dem = l.directory_entries_per_member,
         )
     }
 }

@@ -373,6 +373,14 @@ async fn owner(
             if !valid_key(&c.sender_key.0) || !valid_key(&c.owner.0) {
                 return err(ErrorCode::Malformed);
             }
+            if !shared
+                .members
+                .mailboxes
+                .take(admitted.device_key, clock.instant)
+            {
+                Metrics::inc(&shared.metrics.member_budget_refusals);
+                return err(ErrorCode::RateLimited);
+            }
             match shared
                 .store
                 .create_mailbox(c.recipient, c.sender, c.owner.0, c.sender_key.0)
@@ -406,6 +414,14 @@ async fn owner(
             )
         }
         Request::PublishPrekeys(p) => {
+            if !shared
+                .members
+                .publishes
+                .take(admitted.device_key, clock.instant)
+            {
+                Metrics::inc(&shared.metrics.member_budget_refusals);
+                return err(ErrorCode::RateLimited);
+            }
             let owner_tag: [u8; 32] = Sha256::new()
                 .chain_update(b"postern/1 relay directory owner\0")
                 .chain_update(admitted.device_key)
@@ -527,9 +543,10 @@ async fn put_revocation(shared: &Shared, bytes: &[u8]) -> (Response, Effect) {
             *w = Some(offered);
         }
     }
-    shared
-        .hub
-        .broadcast(&Push::RevocationListUpdated { version });
+    if let Some(frame) = crate::hub::encode(&Push::RevocationListUpdated { version }) {
+        let slow = shared.hub.broadcast(&frame);
+        Metrics::add(&shared.metrics.slow_subscribers_dropped, slow as u64);
+    }
     shared.revocation_version.send_replace(version);
     (
         Response::RevocationListAccepted(RevocationListAccepted { version }),

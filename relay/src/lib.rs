@@ -20,6 +20,7 @@ pub(crate) mod budget;
 pub mod cli;
 pub mod config;
 pub(crate) mod handler;
+pub(crate) mod hub;
 pub mod metrics;
 #[cfg(any(test, feature = "testing"))]
 pub mod recorder;

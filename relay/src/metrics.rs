@@ -72,6 +72,12 @@ counters! {
     commits,
     /// Operations in those commits.
     committed_ops,
+    /// Subscribers disconnected for falling a whole push queue behind.
+    slow_subscribers_dropped,
+    /// Subscribers replaced by a newer subscription to the same mailbox.
+    subscribers_replaced,
+    /// Mailbox creations and directory publishes refused by a member's budget.
+    member_budget_refusals,
 }
 
 impl Metrics {

@@ -186,21 +186,27 @@ impl Running {
     }
 }
 
+/// Batches of new envelopes that may wait for the pusher (each at most
+/// `group_commit_max_batch` envelopes).
+const STAGED_BATCHES: usize = 4;
+
 /// Hands each stored envelope to its mailbox's subscribers, in the order the writer
 /// stored them. Ends when the store's writer stops. It holds the relay's state weakly:
 /// the writer holds the other end of `staged`, so a strong reference would keep the
 /// store, and with it the writer, alive forever.
-async fn pusher(
-    shared: std::sync::Weak<Shared>,
-    mut staged: tokio::sync::mpsc::UnboundedReceiver<Staged>,
-) {
+async fn pusher(shared: std::sync::Weak<Shared>, mut staged: tokio::sync::mpsc::Receiver<Staged>) {
     while let Some(batch) = staged.recv().await {
         let Some(shared) = shared.upgrade() else {
             return;
         };
         for (recipient, envelope) in batch {
-            let n = shared.hub.push(&recipient, &Push::Envelope(envelope));
-            Metrics::add(&shared.metrics.envelopes_delivered, n as u64);
+            // Encoded once; every subscriber's queue shares the frame.
+            let Some(frame) = crate::hub::encode(&Push::Envelope(envelope)) else {
+                continue;
+            };
+            let (took, slow) = shared.hub.push(&recipient, &frame);
+            Metrics::add(&shared.metrics.envelopes_delivered, took as u64);
+            Metrics::add(&shared.metrics.slow_subscribers_dropped, slow as u64);
         }
     }
 }
@@ -216,7 +222,9 @@ pub async fn start(data_dir: &Path) -> Result<Running, RelayError> {
     let metrics = Arc::new(Metrics::default());
     let l = &config.limits;
     // New envelopes reach subscribers while their commit flushes (see `Store::open`).
-    let (staged_tx, staged_rx) = tokio::sync::mpsc::unbounded_channel();
+    // Bounded: the writer waits (the sends behind it with it) rather than let batches of
+    // envelopes pile up in memory if the pusher falls behind.
+    let (staged_tx, staged_rx) = tokio::sync::mpsc::channel(STAGED_BATCHES);
     let store = Store::open(
         data_dir,
         l.quotas(),

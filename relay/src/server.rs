@@ -10,8 +10,8 @@ use std::time::Duration;
 use postern_protocol::ErrorCode;
 use postern_protocol::auth::EXPORTER_LABEL;
 use postern_protocol::frame::{self, HEADER_LEN};
-use postern_protocol::limits::EXPORTER_LEN;
-use postern_protocol::message::{Push, Response};
+use postern_protocol::limits::{EXPORTER_LEN, MAX_FRAME_LEN};
+use postern_protocol::message::Response;
 use quinn::crypto::rustls::QuicServerConfig;
 use quinn::{Endpoint, VarInt};
 use tokio::sync::{Semaphore, mpsc, watch};
@@ -19,8 +19,9 @@ use tokio::task::JoinSet;
 
 use crate::budget::address_key;
 use crate::handler::{Effect, handle, lapsed};
+use crate::hub::{Dropped, PushReceiver};
 use crate::metrics::Metrics;
-use crate::state::{Now, PUSH_QUEUE, Session, Shared, unix_now};
+use crate::state::{Now, Session, Shared, unix_now};
 use crate::tls::{RelayIdentity, TlsError, server_config};
 
 /// Seconds a client has to deliver a whole request frame once it opened the stream.
@@ -29,6 +30,14 @@ const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(10);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often an owner connection re-checks its certificate's expiry without a request.
 const ADMISSION_RECHECK: Duration = Duration::from_secs(30);
+
+/// Streams a connection may have open before it is admitted or sends.
+const UNBOUND_STREAMS: u32 = 4;
+/// A stream's receive window: one request frame of the largest size, with its header.
+const STREAM_WINDOW: VarInt = VarInt::from_u32((MAX_FRAME_LEN + HEADER_LEN) as u32);
+/// A connection's receive window once it is admitted or sends (before: one frame), and
+/// the most the relay sends it unacknowledged.
+const BOUND_WINDOW: u64 = 4 * (MAX_FRAME_LEN + HEADER_LEN) as u64;
 
 /// QUIC application close codes.
 pub mod close {
@@ -40,6 +49,9 @@ pub mod close {
     pub const BUSY: u32 = 2;
     /// Relay shutting down.
     pub const SHUTDOWN: u32 = 3;
+    /// The subscription was dropped: the subscriber fell a whole push queue behind, or a
+    /// newer subscription to its mailbox replaced it. Its envelopes are still stored.
+    pub const SUBSCRIPTION_DROPPED: u32 = 4;
 }
 
 /// Builds the QUIC endpoint for the relay.
@@ -59,8 +71,18 @@ pub(crate) fn endpoint(
                 .try_into()
                 .map_err(|_| ServerError::Tls("idle timeout out of range".into()))?,
         ))
-        .max_concurrent_bidi_streams(VarInt::from_u32(limits.max_concurrent_requests))
-        .max_concurrent_uni_streams(VarInt::from_u32(0));
+        // Before a connection is admitted or sends, it may open few streams and have
+        // little in flight; `raise_limits` lifts both once it is one or the other.
+        .max_concurrent_bidi_streams(VarInt::from_u32(UNBOUND_STREAMS))
+        .max_concurrent_uni_streams(VarInt::from_u32(0))
+        // One request frame fits a stream's window; nothing needs more.
+        .stream_receive_window(STREAM_WINDOW)
+        .receive_window(STREAM_WINDOW)
+        // What the relay keeps unacknowledged per connection (responses, pushes).
+        .send_window(BOUND_WINDOW)
+        // The protocol has no datagrams: none are accepted or buffered.
+        .datagram_receive_buffer_size(None)
+        .datagram_send_buffer_size(0);
     config.transport_config(Arc::new(transport));
     // Tokens for address validation are per-process; no migration (a member's address
     // is not tracked).
@@ -252,6 +274,7 @@ async fn connection(
     )));
     tokio::pin!(bind_deadline);
     let mut bound = false;
+    let mut raised = false;
     loop {
         tokio::select! {
             () = &mut bind_deadline, if !bound => {
@@ -289,9 +312,9 @@ async fn connection(
                             Effect::None => {}
                             Effect::Close(code) => { let _ = close_tx.try_send(code); }
                             Effect::Subscribe(mb) => {
-                                let (tx, rx) = mpsc::channel(PUSH_QUEUE);
-                                shared.hub.subscribe(mb, session.conn_id, tx);
-                                tokio::spawn(push_stream(conn2, rx));
+                                let (queue, replaced) = shared.hub.subscribe(mb, session.conn_id);
+                                Metrics::add(&shared.metrics.subscribers_replaced, replaced as u64);
+                                tokio::spawn(push_stream(conn2, queue));
                                 return Some(mb);
                             }
                         }
@@ -302,6 +325,10 @@ async fn connection(
             Some(done) = requests.join_next(), if !requests.is_empty() => {
                 if let Ok(Some(mb)) = done {
                     subscribed = Some(mb);
+                }
+                if !raised && !session.is_unbound() {
+                    raise_limits(&conn, &shared);
+                    raised = true;
                 }
             }
             Some(code) = close_rx.recv() => {
@@ -331,6 +358,14 @@ async fn connection(
         .metrics
         .connections_open
         .fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Gives a connection that is now admitted or sending its full stream count and window.
+fn raise_limits(conn: &quinn::Connection, shared: &Shared) {
+    conn.set_max_concurrent_bi_streams(VarInt::from_u32(
+        shared.config.limits.max_concurrent_requests,
+    ));
+    conn.set_receive_window(VarInt::from_u64(BOUND_WINDOW).unwrap_or(STREAM_WINDOW));
 }
 
 /// Live connections per source address (IPv6: per /64), capped.
@@ -445,21 +480,39 @@ async fn request(
     Some(effect)
 }
 
-/// Writes pushes to one relay-opened unidirectional stream until the queue closes or
-/// the connection goes.
-async fn push_stream(conn: quinn::Connection, mut rx: mpsc::Receiver<Push>) {
+/// Writes pushes to one relay-opened unidirectional stream until the queue ends or the
+/// connection goes. A subscriber the hub dropped (too slow, or replaced) has its
+/// connection closed at once, even while a write waits on the peer's flow control: that
+/// frees its queue and QUIC's buffers; its envelopes stay stored for its next fetch.
+async fn push_stream(conn: quinn::Connection, mut queue: PushReceiver) {
     let Ok(mut stream) = conn.open_uni().await else {
         return;
     };
-    while let Some(push) = rx.recv().await {
-        let Ok(bytes) = frame::encode_frame(&push) else {
-            continue;
+    let why = loop {
+        let frame = match queue.next().await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => {
+                let _ = stream.finish();
+                return;
+            }
+            Err(why) => break why,
         };
-        if stream.write_all(&bytes).await.is_err() {
+        let written = tokio::select! {
+            biased;
+            why = queue.dropped() => break why,
+            r = stream.write_chunk(frame.clone()) => r.is_ok(),
+        };
+        queue.written(&frame);
+        if !written {
             return;
         }
-    }
-    let _ = stream.finish();
+    };
+    let reason: &[u8] = match why {
+        Dropped::TooSlow => b"push queue full: fetch to catch up",
+        Dropped::Replaced => b"replaced by a newer subscription",
+    };
+    let _ = stream.reset(VarInt::from_u32(close::SUBSCRIPTION_DROPPED));
+    conn.close(VarInt::from_u32(close::SUBSCRIPTION_DROPPED), reason);
 }
 
 #[cfg(test)]

@@ -3,7 +3,6 @@
 //! ([`Session`]), and the clock reading the handler is given ([`Now`]). Plain data and
 //! locks; no I/O.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
@@ -14,17 +13,13 @@ use postern_protocol::limits::EXPORTER_LEN;
 use postern_protocol::message::Push;
 use rand::Rng;
 use rand::rngs::StdRng;
-use tokio::sync::mpsc;
 
 use crate::admission::{Admitted, FailureLimiter};
 use crate::budget::Buckets;
 use crate::config::RelayConfig;
+use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::store::{Deleted, Store};
-
-/// Capacity of one subscriber's push queue; a subscriber that falls this far behind
-/// loses pushes (the envelopes stay stored and come with its next fetch).
-pub(crate) const PUSH_QUEUE: usize = 256;
 
 /// One reading of the clock, taken by the caller of the handler: monotonic time for rate
 /// limits, Unix seconds for validity and expiry.
@@ -54,55 +49,6 @@ pub(crate) fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-/// A subscribed connection: its id and its push queue.
-type Subscriber = (u64, mpsc::Sender<Push>);
-
-/// Subscribed connections, by mailbox recipient id.
-#[derive(Debug, Default)]
-pub(crate) struct Hub {
-    /// Push queues of subscribed connections, with the connection's id.
-    subscribers: Mutex<HashMap<MailboxId, Vec<Subscriber>>>,
-}
-
-impl Hub {
-    /// Registers a connection's push queue for a mailbox.
-    pub(crate) fn subscribe(&self, mailbox: MailboxId, conn: u64, tx: mpsc::Sender<Push>) {
-        let mut s = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
-        let list = s.entry(mailbox).or_default();
-        list.retain(|(c, tx)| *c != conn && !tx.is_closed());
-        list.push((conn, tx));
-    }
-
-    /// Removes a connection's subscriptions.
-    pub(crate) fn unsubscribe(&self, mailbox: &MailboxId, conn: u64) {
-        let mut s = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(list) = s.get_mut(mailbox) {
-            list.retain(|(c, _)| *c != conn);
-            if list.is_empty() {
-                s.remove(mailbox);
-            }
-        }
-    }
-
-    /// Pushes to a mailbox's subscribers; returns how many took it.
-    pub(crate) fn push(&self, mailbox: &MailboxId, push: &Push) -> usize {
-        let s = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
-        s.get(mailbox).map_or(0, |list| {
-            list.iter()
-                .filter(|(_, tx)| tx.try_send(push.clone()).is_ok())
-                .count()
-        })
-    }
-
-    /// Pushes to every subscriber.
-    pub(crate) fn broadcast(&self, push: &Push) {
-        let s = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
-        for (_, tx) in s.values().flatten() {
-            let _ = tx.try_send(push.clone());
-        }
-    }
-}
-
 /// State shared by every connection. The handler reads time only from the [`Now`] it is
 /// given and randomness only from `rng`, so tests drive it with a chosen clock and seed.
 #[derive(Debug)]
@@ -123,6 +69,8 @@ pub(crate) struct Shared {
     pub(crate) auth_failures: FailureLimiter,
     /// Budgets of the operations open to connections that carry no identity.
     pub(crate) budgets: AnonymousBudgets,
+    /// Budgets of what one member (device key) may make: mailboxes and publishes.
+    pub(crate) members: MemberBudgets,
     /// The version of the newest revocation list accepted while running: connections
     /// watch it to close an owner connection whose member it revokes.
     pub(crate) revocation_version: tokio::sync::watch::Sender<u64>,
@@ -164,6 +112,34 @@ impl AnonymousBudgets {
     }
 }
 
+/// What one member (by device key) may make on owner connections: mailboxes per day and
+/// directory publishes per hour. In memory only (a restart refills them); the directory
+/// entries a member holds are counted by the store.
+#[derive(Debug)]
+pub(crate) struct MemberBudgets {
+    /// `CreateMailbox`, per device key.
+    pub(crate) mailboxes: Buckets<[u8; 32]>,
+    /// `PublishPrekeys`, per device key.
+    pub(crate) publishes: Buckets<[u8; 32]>,
+}
+
+impl MemberBudgets {
+    /// The budgets `config` sets.
+    pub(crate) fn new(config: &RelayConfig) -> Self {
+        let l = &config.limits;
+        Self {
+            mailboxes: Buckets::per_day(
+                l.mailboxes_per_member_per_day,
+                l.mailboxes_per_member_per_day,
+            ),
+            publishes: Buckets::per_hour(
+                l.publishes_per_member_per_hour,
+                l.publishes_per_member_per_hour,
+            ),
+        }
+    }
+}
+
 impl Shared {
     /// The shared state of a relay serving `org` with `config`.
     pub(crate) fn new(
@@ -174,17 +150,22 @@ impl Shared {
         metrics: Arc<Metrics>,
         rng: StdRng,
     ) -> Self {
+        let hub = Hub::new(
+            config.limits.max_subscribers_per_mailbox,
+            config.limits.push_queue_bytes,
+        );
         Self {
             store,
             org,
             auth_failures: FailureLimiter::new(config.limits.auth_failures_per_minute),
             budgets: AnonymousBudgets::new(&config),
+            members: MemberBudgets::new(&config),
             revocation_version: tokio::sync::watch::Sender::new(
                 revocations.as_ref().map_or(0, RevocationList::version),
             ),
             config,
             revocations: RwLock::new(revocations),
-            hub: Hub::default(),
+            hub,
             metrics,
             rng: Mutex::new(rng),
             #[cfg(any(test, feature = "testing"))]
@@ -207,8 +188,12 @@ impl Shared {
 
     /// Tells subscribers of mailboxes that have room again.
     pub(crate) fn space_returned(&self, deleted: &Deleted) {
+        let Some(frame) = crate::hub::encode(&Push::SpaceAvailable) else {
+            return;
+        };
         for mb in &deleted.space_returned {
-            self.hub.push(mb, &Push::SpaceAvailable);
+            let (_, slow) = self.hub.push(mb, &frame);
+            Metrics::add(&self.metrics.slow_subscribers_dropped, slow as u64);
         }
     }
 }

@@ -221,6 +221,7 @@ impl TestRelay {
             max_envelopes: 1,
             max_bytes: 1,
             max_one_time: 1,
+            max_entries_per_owner: 4,
         };
         let store = Store::open(&self.data, quotas, 1, Arc::new(Metrics::default()), None).unwrap();
         let counts = store.counts().unwrap();

@@ -177,3 +177,103 @@ async fn one_address_holds_at_most_its_share_of_connections() {
     );
     relay.shutdown().await;
 }
+
+/// The relay process's resident memory, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Sends `n` envelopes of the largest padding bucket into `mb` on `c`.
+async fn flood(c: &RelayConnection, mb: &Mailbox, n: usize) {
+    let content = vec![0x5a; 60_000];
+    for _ in 0..n {
+        sent(mb.send(c, 3600, &content).await);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribers_that_stop_reading_do_not_grow_the_relay() {
+    let org = Org::new();
+    let (d, data) = relay_dir(&org, unlimited_anonymous);
+    let log = d.scratch().join("relay.log");
+    let relay = spawn_relay(&data, &log);
+    let pid = relay.child.id();
+    let addr = relay.addr;
+    let p = pin(&data);
+    let m = org.member("courier-1");
+    let sender = anonymous(addr, p).await;
+
+    // First the same traffic twice with nobody subscribed: what the relay's caches and
+    // allocator grow by for 256 stored envelopes of 64 KiB.
+    let (_quiet_owner, quiet) = with_mailbox(addr, p, &m).await;
+    flood(&sender, &quiet, 256).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let start = rss_kib(pid);
+    let (_quiet_owner2, quiet2) = with_mailbox(addr, p, &m).await;
+    flood(&sender, &quiet2, 256).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = rss_kib(pid);
+    let unsubscribed_mib = before.saturating_sub(start) / 1024;
+
+    // One member subscribes its mailbox on 16 connections and reads none of the pushes:
+    // 256 envelopes of 64 KiB each.
+    let (_owner, mb) = with_mailbox(addr, p, &m).await;
+    let mut stalled = Vec::new();
+    for _ in 0..16 {
+        let mut c = admitted(addr, p, &m).await;
+        c.open_mailbox(mb.recipient, &mb.owner).await.unwrap();
+        let pushes = c.subscribe().await.unwrap();
+        stalled.push((c, pushes));
+    }
+    // A member on another mailbox who does read.
+    let other = org.member("coord-1");
+    let (reader, theirs) = with_mailbox(addr, p, &other).await;
+    let mut reading = reader.subscribe().await.unwrap();
+
+    flood(&sender, &mb, 256).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = rss_kib(pid);
+    let grown_mib = after.saturating_sub(before) / 1024;
+    eprintln!(
+        "relay RSS grew {unsubscribed_mib} MiB for 256 envelopes unsubscribed, \
+         {grown_mib} MiB for 256 with 16 stalled subscribers ({after} KiB)"
+    );
+    // Every subscriber holding a copy of every body would be 256 MiB more; bounded
+    // queues of shared frames are a few MiB.
+    assert!(
+        grown_mib <= unsubscribed_mib + 24,
+        "relay grew by {grown_mib} MiB with stalled subscribers, {unsubscribed_mib} MiB without"
+    );
+
+    // Every stalled subscriber was disconnected (replaced or too slow), with the reason.
+    for (c, _) in &stalled {
+        let closed = tokio::time::timeout(Duration::from_secs(5), c.quic().closed())
+            .await
+            .expect("a stalled subscriber is still connected");
+        match closed {
+            quinn::ConnectionError::ApplicationClosed(a) => assert_eq!(
+                a.error_code,
+                quinn::VarInt::from_u32(postern_relay::server::close::SUBSCRIPTION_DROPPED)
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+    // Nothing was lost: all 256 wait for the member's next fetch.
+    let mut again = admitted(addr, p, &m).await;
+    let pending = again.open_mailbox(mb.recipient, &mb.owner).await.unwrap();
+    assert_eq!(pending, 256);
+    // And the member who reads was not affected.
+    sent(theirs.send(&sender, 3600, b"still here").await);
+    let push = tokio::time::timeout(Duration::from_secs(5), reading.next())
+        .await
+        .expect("no push for the reading subscriber")
+        .unwrap();
+    assert!(matches!(push, Some(Push::Envelope(_))), "{push:?}");
+    drop(stalled);
+    assert!(relay.terminate().success());
+}

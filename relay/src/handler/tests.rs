@@ -426,7 +426,7 @@ async fn challenges_come_from_the_relay_rng() {
 }
 
 #[tokio::test]
-async fn failed_admissions_are_limited_per_address_for_a_minute() {
+async fn failed_admissions_are_limited_per_address_and_refill_continuously() {
     let mut f = Fixture::new(|c| c.limits.auth_failures_per_minute = 3);
     let stranger = TestOrg::new().member("eve");
     for _ in 0..3 {
@@ -440,21 +440,92 @@ async fn failed_admissions_are_limited_per_address_for_a_minute() {
     let good = f.member("alice");
     let s = f.session_from("203.0.113.9");
     assert_eq!(
-        f.admit(&s, &good, 30).await,
+        f.admit(&s, &good, 10).await,
         Response::Error(ErrorCode::RateLimited)
     );
     // ...but not one from another address,
     let s = f.session_from("203.0.113.10");
     assert!(matches!(
-        f.admit(&s, &good, 30).await,
+        f.admit(&s, &good, 10).await,
         Response::Authenticated(_)
     ));
-    // and the address gets in again once the minute has passed.
+    // and the address gets in again as soon as one failure's token is back (20 s at
+    // three a minute), not a whole minute later.
     let s = f.session_from("203.0.113.9");
     assert!(matches!(
-        f.admit(&s, &good, 61).await,
+        f.admit(&s, &good, 21).await,
         Response::Authenticated(_)
     ));
+    // An IPv6 host is limited by its /64, whatever address inside it it takes.
+    for n in 0..3 {
+        let s = f.session_from(&format!("2001:db8:7:7::{n}"));
+        f.admit(&s, &stranger, 0).await;
+    }
+    let s = f.session_from("2001:db8:7:7:ffff::1");
+    assert_eq!(
+        f.admit(&s, &good, 1).await,
+        Response::Error(ErrorCode::RateLimited)
+    );
+}
+
+#[tokio::test]
+async fn a_member_creates_mailboxes_and_publishes_within_its_budgets() {
+    let mut f = Fixture::new(|c| {
+        c.limits.mailboxes_per_member_per_day = 2;
+        c.limits.publishes_per_member_per_hour = 2;
+        c.limits.directory_entries_per_member = 1;
+    });
+    let alice = f.member("alice");
+    let s = f.admitted(&alice).await;
+    f.mailbox(&s, 0).await;
+    f.mailbox(&s, 0).await;
+    let create = Request::CreateMailbox(CreateMailbox {
+        recipient: MailboxId([9; 32]),
+        sender: MailboxId([10; 32]),
+        owner: FixedBytes(DeviceKeyPair::generate().public_key().to_bytes()),
+        sender_key: FixedBytes(DeviceKeyPair::generate().public_key().to_bytes()),
+    });
+    assert_eq!(
+        f.call(&s, create.clone(), 0).await.0,
+        Response::Error(ErrorCode::RateLimited)
+    );
+    // The same member on another connection shares the budget; another member does not.
+    let s2 = f.admitted(&alice).await;
+    assert_eq!(
+        f.call(&s2, create.clone(), 0).await.0,
+        Response::Error(ErrorCode::RateLimited)
+    );
+    let bob = f.admitted(&f.member("bob")).await;
+    assert_eq!(f.call(&bob, create, 0).await.0, Response::MailboxCreated);
+    // Half a day later, one more.
+    f.mailbox(&s, 43_200).await;
+
+    let publish = |tag: u8| {
+        Request::PublishPrekeys(PublishPrekeys {
+            directory: HandleTag([tag; 32]),
+            entry: Bytes::new(vec![1; 40]).unwrap(),
+            one_time: BoundedVec::new(vec![]).unwrap(),
+        })
+    };
+    assert!(matches!(
+        f.call(&s, publish(1), 0).await.0,
+        Response::PrekeysPublished(_)
+    ));
+    // A second entry is past this member's one.
+    assert_eq!(
+        f.call(&s, publish(2), 0).await.0,
+        Response::Error(ErrorCode::QuotaExceeded)
+    );
+    // And the publish budget is spent (two an hour).
+    assert_eq!(
+        f.call(&s, publish(1), 0).await.0,
+        Response::Error(ErrorCode::RateLimited)
+    );
+    assert!(matches!(
+        f.call(&s, publish(1), 1800).await.0,
+        Response::PrekeysPublished(_)
+    ));
+    assert_eq!(f.counter(|m| &m.member_budget_refusals), 3);
 }
 
 #[tokio::test]
@@ -646,7 +717,8 @@ async fn revocation_lists_only_move_forward_and_must_be_the_orgs() {
         f.call(&s, put(f.org.revocations(2, vec![1])), 0).await.0,
         Response::RevocationListAccepted(RevocationListAccepted { version: 2 })
     ));
-    // An older version is refused as stale; the same one is accepted again (idempotent).
+    // An older version is refused as stale; the same one is accepted again (idempotent,
+    // nothing changes); a different list with the same version is refused as stale too.
     assert_eq!(
         f.call(&s, put(f.org.revocations(1, vec![])), 0).await.0,
         Response::Error(ErrorCode::StaleRevocationList)
@@ -655,6 +727,10 @@ async fn revocation_lists_only_move_forward_and_must_be_the_orgs() {
         f.call(&s, put(f.org.revocations(2, vec![1])), 0).await.0,
         Response::RevocationListAccepted(RevocationListAccepted { version: 2 })
     ));
+    assert_eq!(
+        f.call(&s, put(f.org.revocations(2, vec![1, 5])), 0).await.0,
+        Response::Error(ErrorCode::StaleRevocationList)
+    );
     // Another org's list, and bytes that are no list.
     let r = f
         .call(&s, put(TestOrg::new().revocations(9, vec![])), 0)

@@ -117,6 +117,8 @@ pub struct Quotas {
     pub max_bytes: u64,
     /// Most one-time prekeys per directory entry.
     pub max_one_time: u32,
+    /// Most directory entries published by one device.
+    pub max_entries_per_owner: u32,
 }
 
 /// The sender key of every mailbox, by sender id (`None`: a mailbox made before sender
@@ -154,14 +156,15 @@ impl Store {
     /// the batch and before its commit flushes: a subscriber can have an envelope before
     /// its `Send` is answered, and, if the commit then fails, even though the `Send` is
     /// refused (the sender retries and the recipient drops the duplicate). Nothing is
-    /// sent for a refused operation (quota, unknown mailbox). The channel is unbounded so
-    /// that the writer never waits for it; its reader only hands envelopes to push queues.
+    /// sent for a refused operation (quota, unknown mailbox). The channel is bounded: if its
+    /// reader (which only hands envelopes to push queues) falls that far behind, the
+    /// writer waits for it rather than let envelopes pile up in memory.
     pub fn open(
         data_dir: &Path,
         quotas: Quotas,
         max_batch: usize,
         metrics: Arc<Metrics>,
-        staged: Option<tokio::sync::mpsc::UnboundedSender<Staged>>,
+        staged: Option<tokio::sync::mpsc::Sender<Staged>>,
     ) -> Result<Self, StoreError> {
         // A bounded page cache: a relay runs on a small VPS.
         let db = Database::builder()

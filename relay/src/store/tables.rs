@@ -238,6 +238,11 @@ impl Writer<'_> {
         let mut rec = match existing {
             Some(r) if r.owner_tag != owner_tag => return Ok(Err(ErrorCode::Unauthorized)),
             Some(r) => r,
+            // A new entry: its device may hold only so many. Entries are few (one per
+            // member device) and new ones rare, so they are counted here, not indexed.
+            None if self.entries_owned(&owner_tag)? >= self.quotas.max_entries_per_owner => {
+                return Ok(Err(ErrorCode::QuotaExceeded));
+            }
             None => DirectoryRecord {
                 owner_tag,
                 entry: Vec::new(),
@@ -265,6 +270,17 @@ impl Writer<'_> {
         let held = rec.one_time;
         self.directory.insert(key, encode(&rec)?.as_slice())?;
         Ok(Ok(held))
+    }
+
+    /// Directory entries published by the device with `owner_tag`.
+    fn entries_owned(&self, owner_tag: &[u8; 32]) -> Result<u32, StoreError> {
+        let mut n = 0u32;
+        for item in self.directory.iter()? {
+            let (_, v) = item?;
+            let rec: DirectoryRecord = decode(v.value(), "directory")?;
+            n += u32::from(rec.owner_tag == *owner_tag);
+        }
+        Ok(n)
     }
 
     pub(super) fn take_prekeys(

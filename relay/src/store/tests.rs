@@ -17,6 +17,7 @@ fn open(dir: &Path) -> Store {
             max_envelopes: 100,
             max_bytes: 1 << 30,
             max_one_time: 10,
+            max_entries_per_owner: 4,
         },
         64,
         Arc::new(Metrics::default()),
@@ -125,6 +126,7 @@ async fn the_byte_quota_counts_padded_bodies() {
             max_envelopes: 100,
             max_bytes: 2048,
             max_one_time: 10,
+            max_entries_per_owner: 4,
         },
         64,
         Arc::new(Metrics::default()),
@@ -147,13 +149,14 @@ async fn the_byte_quota_counts_padded_bodies() {
 #[tokio::test]
 async fn stored_envelopes_are_staged_for_subscribers_and_refused_ones_are_not() {
     let dir = tempfile::tempdir().unwrap();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
     let store = Store::open(
         dir.path(),
         Quotas {
             max_envelopes: 1,
             max_bytes: 1 << 20,
             max_one_time: 10,
+            max_entries_per_owner: 4,
         },
         64,
         Arc::new(Metrics::default()),
@@ -201,6 +204,7 @@ async fn concurrent_sends_share_commits() {
             max_envelopes: 10_000,
             max_bytes: 1 << 30,
             max_one_time: 10,
+            max_entries_per_owner: 4,
         },
         256,
         metrics.clone(),

@@ -93,7 +93,7 @@ pub(super) fn writer_loop(
     (quotas, max_batch): (Quotas, usize),
     metrics: &Metrics,
     held: &Held,
-    staged: Option<&tokio::sync::mpsc::UnboundedSender<Staged>>,
+    staged: Option<&tokio::sync::mpsc::Sender<Staged>>,
     (epochs, sender_keys): (&EpochKeys, &SenderKeys),
 ) {
     // Blocks for the first operation, then takes whatever else is already waiting.
@@ -170,7 +170,7 @@ pub(super) fn apply_batch(
     batch: Vec<Op>,
     quotas: Quotas,
     (pending, delta, keys): BatchOut<'_>,
-    staged: Option<&tokio::sync::mpsc::UnboundedSender<Staged>>,
+    staged: Option<&tokio::sync::mpsc::Sender<Staged>>,
     epochs: &EpochKeys,
 ) -> Result<(), StoreError> {
     let mut new_envelopes = Staged::new();
@@ -301,7 +301,7 @@ pub(super) fn apply_batch(
         && !new_envelopes.is_empty()
     {
         // Nobody listening (shutting down) is no error: the envelopes are stored.
-        let _ = tx.send(new_envelopes);
+        let _ = tx.blocking_send(new_envelopes);
     }
     txn.commit()?;
     Ok(())
