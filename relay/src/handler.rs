@@ -340,6 +340,20 @@ fn valid_key(key: &[u8; 32]) -> bool {
     DevicePublicKey::from_bytes(*key).is_ok()
 }
 
+/// Takes one of the member's tokens from `budget`; false (and counted) if none is left.
+fn member_budget(
+    shared: &Shared,
+    budget: &crate::budget::Buckets<[u8; 32]>,
+    admitted: &Admitted,
+    clock: Now,
+) -> bool {
+    let ok = budget.take(admitted.device_key, clock.instant);
+    if !ok {
+        Metrics::inc(&shared.metrics.member_budget_refusals);
+    }
+    ok
+}
+
 /// `Prekeys` with the entry alone.
 fn entry_only(shared: &Shared, directory: &HandleTag) -> (Response, Effect) {
     match shared.store.directory_entry(directory) {
@@ -373,12 +387,7 @@ async fn owner(
             if !valid_key(&c.sender_key.0) || !valid_key(&c.owner.0) {
                 return err(ErrorCode::Malformed);
             }
-            if !shared
-                .members
-                .mailboxes
-                .take(admitted.device_key, clock.instant)
-            {
-                Metrics::inc(&shared.metrics.member_budget_refusals);
+            if !member_budget(shared, &shared.members.mailboxes, admitted, clock) {
                 return err(ErrorCode::RateLimited);
             }
             match shared
@@ -414,12 +423,7 @@ async fn owner(
             )
         }
         Request::PublishPrekeys(p) => {
-            if !shared
-                .members
-                .publishes
-                .take(admitted.device_key, clock.instant)
-            {
-                Metrics::inc(&shared.metrics.member_budget_refusals);
+            if !member_budget(shared, &shared.members.publishes, admitted, clock) {
                 return err(ErrorCode::RateLimited);
             }
             let owner_tag: [u8; 32] = Sha256::new()

@@ -63,6 +63,11 @@ struct QueueState {
 }
 
 impl QueueState {
+    /// Why the subscriber was dropped, if it was.
+    fn why(&self) -> Option<Dropped> {
+        *self.dropped.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn drop_subscriber(&self, why: Dropped) {
         let mut d = self.dropped.lock().unwrap_or_else(|p| p.into_inner());
         if d.is_none() {
@@ -85,12 +90,7 @@ impl PushReceiver {
     /// once the hub forgot the queue (the connection ended).
     pub(crate) async fn next(&mut self) -> Result<Option<PushFrame>, Dropped> {
         loop {
-            if let Some(why) = *self
-                .shared
-                .dropped
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-            {
+            if let Some(why) = self.shared.why() {
                 return Err(why);
             }
             tokio::select! {
@@ -109,12 +109,7 @@ impl PushReceiver {
     /// Resolves when the subscriber is dropped (for a writer blocked on QUIC).
     pub(crate) async fn dropped(&self) -> Dropped {
         loop {
-            if let Some(why) = *self
-                .shared
-                .dropped
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-            {
+            if let Some(why) = self.shared.why() {
                 return why;
             }
             self.shared.wake.notified().await;
