@@ -2,17 +2,32 @@
 //! (the shipped one, the end-to-end tests' copy) is a one-line `main`.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use crate::config::{CONFIG_FILE, RelayConfig};
 use crate::metrics::StatsFile;
+use crate::operator::{is_running, udp_receive_buffer_max};
 use crate::relay;
 use clap::{Parser, Subcommand};
 
 /// Postern relay: holds end-to-end-encrypted envelopes for one organisation's members
 /// until they fetch them, and forgets them on acknowledgement or expiry.
 #[derive(Debug, Parser)]
-#[command(name = "postern-relay", version, about)]
+#[command(
+    name = "postern-relay",
+    version,
+    long_about = "Postern relay: holds end-to-end-encrypted envelopes for one organisation's \
+members until they fetch them, and forgets them on acknowledgement or expiry. It cannot \
+read what it holds, and it keeps no handle, address or time of arrival.\n\n\
+Operators: create a relay with `init`, give the address it prints to the org's \
+administrator (`postern org relay add`), then `run` it (under systemd: \
+contrib/postern-relay.service, with Type=notify readiness). `check-config` checks \
+relay.toml before a restart; `stats` shows the aggregate counters of a running relay.",
+    after_help = "Logs go to stderr (plain text unless it is a terminal); set \
+POSTERN_RELAY_LOG to a level (error, warn, info, debug, trace). No level logs client \
+addresses, handles or keys."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -36,11 +51,25 @@ enum Command {
         #[arg(long, value_name = "HOST")]
         public_host: Option<String>,
     },
-    /// Serve until SIGTERM or SIGINT, then finish in-flight sends and stop.
+    /// Serve until SIGTERM or SIGINT, then finish in-flight sends and stop. Tells
+    /// systemd when it is ready (Type=notify) and when it stops.
     Run {
         /// Data directory made by `init`.
         #[arg(long, value_name = "DIR")]
         data: PathBuf,
+        /// Configuration file (default: DIR/relay.toml).
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
+    /// Check the configuration and the data directory without starting, and say what
+    /// would be wrong or unwise; exits non-zero on an error.
+    CheckConfig {
+        /// Data directory made by `init`.
+        #[arg(long, value_name = "DIR")]
+        data: PathBuf,
+        /// Configuration file (default: DIR/relay.toml).
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
     },
     /// Print the relay address of the relay in DIR.
     Address {
@@ -49,7 +78,7 @@ enum Command {
         data: PathBuf,
     },
     /// Print aggregate counters of the relay in DIR (written by the running relay every
-    /// few seconds; no identifiers).
+    /// few seconds; no identifiers), how old they are and whether the relay runs.
     Stats {
         /// Data directory made by `init`.
         #[arg(long, value_name = "DIR")]
@@ -127,33 +156,66 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             println!("{}", relay::address(&data)?);
             Ok(())
         }
-        Command::Run { data } => {
+        Command::Run { data, config } => {
+            let config = config.unwrap_or_else(|| data.join(CONFIG_FILE));
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
             rt.block_on(async move {
-                let running = relay::start(&data).await?;
+                let running = relay::start_with_config(&data, &config).await?;
                 println!("listening on {}", running.local_addr);
+                // Under systemd (Type=notify) this is the readiness signal; elsewhere
+                // NOTIFY_SOCKET is unset and it does nothing.
+                notify(&[sd_notify::NotifyState::Ready]);
                 wait_for_signal().await?;
+                notify(&[sd_notify::NotifyState::Stopping]);
                 tracing::info!("signal received: stopping after in-flight requests");
                 running.shutdown().await;
                 tracing::info!("stopped");
                 Ok::<(), Box<dyn std::error::Error>>(())
             })
         }
+        Command::CheckConfig { data, config } => {
+            let config = config.unwrap_or_else(|| data.join(CONFIG_FILE));
+            let report = check_config(&data, &config)?;
+            for line in &report {
+                println!("{line}");
+            }
+            println!("{}: OK", config.display());
+            Ok(())
+        }
         Command::Stats { data, json } => {
+            let running = is_running(&data);
             let stats = StatsFile::read(&data).map_err(|e| {
                 format!(
-                    "cannot read {}/stats.json ({e}); is the relay running or has it run?",
-                    data.display()
+                    "cannot read {}/stats.json ({e}); the relay {}",
+                    data.display(),
+                    if running {
+                        "runs but has not written its figures yet: try again in a few seconds"
+                    } else {
+                        "is not running and has not run in this directory"
+                    }
                 )
             })?;
+            let age = unix_secs().saturating_sub(stats.written_at);
             if json {
-                println!("{}", serde_json::to_string_pretty(&stats)?);
+                let mut v = serde_json::to_value(&stats)?;
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("running".into(), running.into());
+                    o.insert("age_secs".into(), age.into());
+                }
+                println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 let c = &stats.counters;
                 let s = &stats.store;
-                println!("written at (unix): {}", stats.written_at);
+                let ago = humantime::format_duration(std::time::Duration::from_secs(age));
+                if running {
+                    println!("relay:              running; figures from {ago} ago");
+                } else {
+                    println!(
+                        "relay:              NOT RUNNING; figures from its last run, {ago} ago"
+                    );
+                }
                 println!("mailboxes:          {}", s.mailboxes);
                 println!("envelopes held:     {}", s.envelopes);
                 for (bucket, n) in &stats.envelope_buckets {
@@ -190,10 +252,73 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                     "commits:            {} ({} operations)",
                     c.commits, c.committed_ops
                 );
+                println!(
+                    "subscribers:        {} dropped for falling behind, {} replaced",
+                    c.slow_subscribers_dropped, c.subscribers_replaced
+                );
+                println!(
+                    "member budgets:     {} refusals (mailbox creation, publishing)",
+                    c.member_budget_refusals
+                );
             }
             Ok(())
         }
     }
+}
+
+/// Tells the service manager, if there is one, about a change of state.
+fn notify(state: &[sd_notify::NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(false, state) {
+        tracing::warn!(error = %e, "cannot notify the service manager");
+    }
+}
+
+/// Unix seconds now.
+fn unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// What `check-config` finds: an error ends it; the lines returned are notes and
+/// warnings for the operator.
+fn check_config(data: &Path, config: &Path) -> Result<Vec<String>, Box<dyn std::error::Error>> {
+    let c = RelayConfig::load_file(config)?;
+    relay::pin(data)?;
+    let mut notes = vec![
+        format!(
+            "listen {} (UDP); members reach it as {}",
+            c.listen, c.public_host
+        ),
+        format!(
+            "max_ttl_secs {} ({}); keep it equal to the org descriptor's maximum TTL",
+            c.max_ttl_secs,
+            humantime::format_duration(std::time::Duration::from_secs(u64::from(c.max_ttl_secs)))
+        ),
+        match c.metrics_listen {
+            Some(m) => format!("metrics served at http://{m}/metrics"),
+            None => "metrics endpoint off".to_owned(),
+        },
+    ];
+    if c.listen.ip().is_loopback() {
+        notes.push(format!(
+            "warning: listen {} is a loopback address: only this machine can reach the relay",
+            c.listen
+        ));
+    }
+    if let Some(max) = udp_receive_buffer_max()
+        && max < 4 * 1024 * 1024
+    {
+        notes.push(format!(
+            "warning: net.core.rmem_max is {max} bytes: bursts will drop packets; raise it \
+             (contrib/sysctl.d/90-postern-relay.conf: net.core.rmem_max = 4194304)"
+        ));
+    }
+    if is_running(data) {
+        notes.push("a relay is running on this directory: restart it to apply the changes".into());
+    }
+    Ok(notes)
 }
 
 async fn wait_for_signal() -> std::io::Result<()> {

@@ -25,6 +25,10 @@ pub struct RelayConfig {
     /// Longest time, in seconds, an envelope is kept; a sender's TTL is clamped to it.
     /// Keep it equal to the org descriptor's maximum TTL.
     pub max_ttl_secs: u32,
+    /// Where to serve the aggregate counters in the Prometheus text format
+    /// (`GET /metrics`); a loopback address only. Off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Limits that keep one member or one flood from hurting the others.
     pub limits: Limits,
 }
@@ -167,15 +171,20 @@ impl RelayConfig {
             public_host,
             org,
             max_ttl_secs: 7 * 24 * 3600,
+            metrics_listen: None,
             limits: Limits::default(),
         }
     }
 
     /// Reads `relay.toml` from `data_dir`.
     pub fn load(data_dir: &Path) -> Result<Self, ConfigError> {
-        let path = data_dir.join(CONFIG_FILE);
+        Self::load_file(&data_dir.join(CONFIG_FILE))
+    }
+
+    /// Reads and checks the configuration file at `path`.
+    pub fn load_file(path: &Path) -> Result<Self, ConfigError> {
         let p = path.display().to_string();
-        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Io {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
             path: p.clone(),
             source,
         })?;
@@ -256,6 +265,13 @@ impl RelayConfig {
                 return Err(format!("{name} must be greater than 0"));
             }
         }
+        if let Some(m) = self.metrics_listen
+            && !m.ip().is_loopback()
+        {
+            return Err(format!(
+                "metrics_listen = \"{m}\" is not a loopback address: the counters are served only on this machine (e.g. \"127.0.0.1:9464\"); scrape them through an SSH tunnel or a local agent"
+            ));
+        }
         if l.push_queue_bytes < MIN_PUSH_QUEUE_BYTES {
             return Err(format!(
                 "limits.push_queue_bytes must be at least {MIN_PUSH_QUEUE_BYTES} (two of the largest envelopes)"
@@ -279,6 +295,9 @@ org = "{org}"
 # Longest time an envelope is kept, in seconds; senders' TTLs are clamped to it.
 # Keep it equal to the org descriptor's maximum TTL.
 max_ttl_secs = {ttl}
+# Serve the aggregate counters (no identifiers) in the Prometheus text format at
+# http://ADDR/metrics; a loopback address only. Off unless set.
+{metrics}
 
 [limits]
 # Most simultaneous connections (handshakes included); more are refused.
@@ -333,6 +352,10 @@ directory_entries_per_member = {dem}
             host = self.public_host,
             org = self.org,
             ttl = self.max_ttl_secs,
+            metrics = match self.metrics_listen {
+                Some(m) => format!("metrics_listen = \"{m}\""),
+                None => "# metrics_listen = \"127.0.0.1:9464\"".to_owned(),
+            },
             mc = l.max_connections,
             mcpa = l.max_connections_per_address,
             hts = l.handshake_timeout_secs,
@@ -374,6 +397,27 @@ mod tests {
         );
         let back: RelayConfig = toml::from_str(&c.to_commented_toml()).unwrap();
         assert_eq!(back, c);
+        let mut m = c.clone();
+        m.metrics_listen = Some("127.0.0.1:9464".parse().unwrap());
+        let back: RelayConfig = toml::from_str(&m.to_commented_toml()).unwrap();
+        assert_eq!(back, m);
+    }
+
+    #[test]
+    fn the_metrics_endpoint_listens_on_loopback_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = RelayConfig::new(
+            "0.0.0.0:4433".parse().unwrap(),
+            "h".into(),
+            "postern-org:x".into(),
+        );
+        c.metrics_listen = Some("0.0.0.0:9464".parse().unwrap());
+        std::fs::write(dir.path().join(CONFIG_FILE), c.to_commented_toml()).unwrap();
+        let err = RelayConfig::load(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("not a loopback address"), "{err}");
+        c.metrics_listen = Some("[::1]:9464".parse().unwrap());
+        std::fs::write(dir.path().join(CONFIG_FILE), c.to_commented_toml()).unwrap();
+        assert!(RelayConfig::load(dir.path()).is_ok());
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub mod config;
 pub(crate) mod handler;
 pub(crate) mod hub;
 pub mod metrics;
+pub mod operator;
 #[cfg(any(test, feature = "testing"))]
 pub mod recorder;
 pub mod relay;

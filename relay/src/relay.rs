@@ -62,6 +62,12 @@ pub enum RelayError {
     /// The configured public host or port cannot form a relay address.
     #[error("the public host and port do not form a relay address: {0}")]
     BadAddress(#[from] RelayAddressError),
+    /// Another relay holds the data directory, or its lock file failed.
+    #[error(transparent)]
+    Lock(#[from] crate::operator::LockError),
+    /// The metrics endpoint could not start.
+    #[error(transparent)]
+    Metrics(#[from] crate::operator::MetricsError),
     /// The stored revocation list does not verify (damaged data directory).
     #[error("the stored revocation list is invalid: {0}")]
     BadRevocationList(String),
@@ -158,6 +164,10 @@ pub struct Running {
     stop: watch::Sender<bool>,
     /// Completes when the relay has drained and stopped.
     done: tokio::task::JoinHandle<()>,
+    /// The Prometheus endpoint, if configured.
+    metrics_endpoint: Option<crate::operator::MetricsEndpoint>,
+    /// The data directory's lock, held while the relay runs.
+    _lock: std::fs::File,
 }
 
 impl Running {
@@ -170,6 +180,11 @@ impl Running {
     #[cfg(any(test, feature = "testing"))]
     pub fn recorder(&self) -> &crate::recorder::Recorder {
         &self.shared.recorder
+    }
+
+    /// Where the Prometheus endpoint listens, if it is configured.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_endpoint.as_ref().map(|m| m.local_addr)
     }
 
     /// The relay's aggregate counters.
@@ -213,8 +228,16 @@ async fn pusher(shared: std::sync::Weak<Shared>, mut staged: tokio::sync::mpsc::
 
 /// Opens the relay in `data_dir` and starts serving on the current tokio runtime.
 pub async fn start(data_dir: &Path) -> Result<Running, RelayError> {
+    start_with_config(data_dir, &data_dir.join(CONFIG_FILE)).await
+}
+
+/// [`start`] with the configuration read from `config_path` instead of the data
+/// directory's `relay.toml`.
+pub async fn start_with_config(data_dir: &Path, config_path: &Path) -> Result<Running, RelayError> {
     let identity = load_identity(data_dir)?;
-    let config = RelayConfig::load(data_dir)?;
+    let config = RelayConfig::load_file(config_path)?;
+    // Before the database: a second relay on the same directory is told so plainly.
+    let lock = crate::operator::lock_data_dir(data_dir)?;
     let org: OrgKey = config
         .org
         .parse()
@@ -255,6 +278,14 @@ pub async fn start(data_dir: &Path) -> Result<Running, RelayError> {
         local_addr.port(),
     )?;
     let (stop, stop_rx) = watch::channel(false);
+    let metrics_endpoint = match shared.config.metrics_listen {
+        Some(addr) => {
+            let ep = crate::operator::MetricsEndpoint::start(addr, shared.metrics.clone())?;
+            tracing::info!(addr = %ep.local_addr, "serving metrics");
+            Some(ep)
+        }
+        None => None,
+    };
 
     tokio::spawn(pusher(Arc::downgrade(&shared), staged_rx));
     tokio::spawn(sweeper(shared.clone(), stop_rx.clone()));
@@ -271,6 +302,8 @@ pub async fn start(data_dir: &Path) -> Result<Running, RelayError> {
         shared,
         stop,
         done,
+        metrics_endpoint,
+        _lock: lock,
     })
 }
 
