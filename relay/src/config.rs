@@ -41,6 +41,9 @@ pub struct Limits {
     pub max_connections: u32,
     /// Most simultaneous connections from one source address (IPv6: one /64).
     pub max_connections_per_address: u32,
+    /// Most connections at once that are still in their handshake or neither admitted
+    /// nor sending; past it, or when the relay is full, the oldest of them is closed.
+    pub max_pending_connections: u32,
     /// Seconds a QUIC handshake may take before it is abandoned.
     pub handshake_timeout_secs: u32,
     /// Seconds a connection may stay without being admitted (`Authenticate`) or using an
@@ -108,6 +111,7 @@ impl Default for Limits {
         Self {
             max_connections: 4096,
             max_connections_per_address: 64,
+            max_pending_connections: 256,
             handshake_timeout_secs: 10,
             bind_timeout_secs: 10,
             idle_timeout_secs: 60,
@@ -208,6 +212,10 @@ impl RelayConfig {
                 u64::from(l.max_connections_per_address),
             ),
             (
+                "limits.max_pending_connections",
+                u64::from(l.max_pending_connections),
+            ),
+            (
                 "limits.handshake_timeout_secs",
                 u64::from(l.handshake_timeout_secs),
             ),
@@ -305,6 +313,10 @@ max_connections = {mc}
 # Most simultaneous connections from one address (IPv6: one /64). Members behind one
 # NAT share it: allow about three per member there.
 max_connections_per_address = {mcpa}
+# Most connections at once still in their handshake or neither admitted nor sending;
+# past it, or when max_connections is reached, the oldest of them is closed (code 2) to
+# make room, so members always get in while strangers hold idle connections.
+max_pending_connections = {mpc}
 # Seconds a handshake may take, and seconds a connection may stay before it is
 # admitted or sends (then it is closed).
 handshake_timeout_secs = {hts}
@@ -358,6 +370,7 @@ directory_entries_per_member = {dem}
             },
             mc = l.max_connections,
             mcpa = l.max_connections_per_address,
+            mpc = l.max_pending_connections,
             hts = l.handshake_timeout_secs,
             bts = l.bind_timeout_secs,
             idle = l.idle_timeout_secs,

@@ -78,6 +78,8 @@ counters! {
     subscribers_replaced,
     /// Mailbox creations and directory publishes refused by a member's budget.
     member_budget_refusals,
+    /// Connections neither admitted nor sending closed to make room for new ones.
+    pending_evicted,
 }
 
 impl Metrics {

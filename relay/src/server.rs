@@ -45,7 +45,8 @@ pub mod close {
     pub const DONE: u32 = 0;
     /// Closed after a protocol error; the error code is in the reason.
     pub const PROTOCOL_ERROR: u32 = 1;
-    /// Refused: connection limit reached.
+    /// Closed to make room: the connection was neither admitted nor sending when the
+    /// relay was full (or more such connections waited than `max_pending_connections`).
     pub const BUSY: u32 = 2;
     /// Relay shutting down.
     pub const SHUTDOWN: u32 = 3;
@@ -170,6 +171,7 @@ pub(crate) async fn serve(
     let limit = Arc::new(Semaphore::new(max));
     let per_address = Arc::new(AddressCounts::new(limits.max_connections_per_address));
     let handshake_timeout = Duration::from_secs(u64::from(limits.handshake_timeout_secs));
+    let pending = Arc::new(PendingPool::new(limits.max_pending_connections as usize));
     let next_id = AtomicU64::new(1);
     let mut connections = JoinSet::new();
     loop {
@@ -191,24 +193,57 @@ pub(crate) async fn serve(
                     incoming.refuse();
                     continue;
                 };
-                let Ok(permit) = limit.clone().try_acquire_owned() else {
-                    Metrics::inc(&shared.metrics.connections_refused);
-                    incoming.refuse();
-                    continue;
-                };
-                let shared = shared.clone();
-                let conn_id = next_id.fetch_add(1, Ordering::Relaxed);
-                let shutdown = shutdown.clone();
-                connections.spawn(async move {
-                    let _permit = permit;
-                    let _address = address;
-                    // A handshake that stalls (a client that sent its first packet and
-                    // no more) gives its permit back after the handshake timeout.
-                    match tokio::time::timeout(handshake_timeout, incoming).await {
-                        Ok(Ok(conn)) => connection(conn, conn_id, shared, shutdown).await,
-                        Ok(Err(e)) => tracing::debug!(error = %e, "handshake failed"),
-                        Err(_) => tracing::debug!("handshake timed out"),
+                // Full: room is made by closing the oldest connection that is neither
+                // admitted nor sending (a member finishing its handshake is never the
+                // oldest for long); if every connection is one or the other, refused.
+                let permit = match limit.clone().try_acquire_owned() {
+                    Ok(p) => Some(p),
+                    Err(_) if pending.evict_oldest() => {
+                        Metrics::inc(&shared.metrics.pending_evicted);
+                        None
                     }
+                    Err(_) => {
+                        Metrics::inc(&shared.metrics.connections_refused);
+                        incoming.refuse();
+                        continue;
+                    }
+                };
+                let conn_id = next_id.fetch_add(1, Ordering::Relaxed);
+                let (slot, evicted) = pending.enter(conn_id);
+                if evicted {
+                    Metrics::inc(&shared.metrics.pending_evicted);
+                }
+                let shared = shared.clone();
+                let shutdown = shutdown.clone();
+                let limit = limit.clone();
+                connections.spawn(async move {
+                    let _address = address;
+                    let permit = match permit {
+                        Some(p) => p,
+                        // The evicted connection gives its permit back as it closes.
+                        None => match tokio::time::timeout(EVICTION_WAIT, limit.acquire_owned()).await {
+                            Ok(Ok(p)) => p,
+                            _ => {
+                                incoming.refuse();
+                                return;
+                            }
+                        },
+                    };
+                    let _permit = permit;
+                    let mut slot = slot;
+                    // A handshake that stalls (a client that sent its first packet and
+                    // no more) gives its permit back after the handshake timeout, or
+                    // sooner if it is evicted.
+                    let conn = tokio::select! {
+                        biased;
+                        () = slot.evicted() => return,
+                        r = tokio::time::timeout(handshake_timeout, incoming) => match r {
+                            Ok(Ok(conn)) => conn,
+                            Ok(Err(e)) => { tracing::debug!(error = %e, "handshake failed"); return; }
+                            Err(_) => { tracing::debug!("handshake timed out"); return; }
+                        },
+                    };
+                    connection(conn, conn_id, shared, shutdown, slot).await;
                 });
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
@@ -237,7 +272,9 @@ async fn connection(
     conn_id: u64,
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
+    slot: PendingSlot,
 ) {
+    let mut slot = Some(slot);
     Metrics::inc(&shared.metrics.connections_accepted);
     Metrics::inc(&shared.metrics.connections_open);
     let mut exporter = [0u8; EXPORTER_LEN];
@@ -277,6 +314,10 @@ async fn connection(
     let mut raised = false;
     loop {
         tokio::select! {
+            () = async { if let Some(s) = slot.as_mut() { s.evicted().await } }, if slot.is_some() => {
+                conn.close(VarInt::from_u32(close::BUSY), b"relay busy: not admitted in time");
+                break;
+            }
             () = &mut bind_deadline, if !bound => {
                 if session.is_unbound() {
                     Metrics::inc(&shared.metrics.bind_timeouts);
@@ -327,6 +368,8 @@ async fn connection(
                     subscribed = Some(mb);
                 }
                 if !raised && !session.is_unbound() {
+                    // Admitted or sending: out of the pool that can be evicted.
+                    slot = None;
                     raise_limits(&conn, &shared);
                     raised = true;
                 }
@@ -366,6 +409,79 @@ fn raise_limits(conn: &quinn::Connection, shared: &Shared) {
         shared.config.limits.max_concurrent_requests,
     ));
     conn.set_receive_window(VarInt::from_u64(BOUND_WINDOW).unwrap_or(STREAM_WINDOW));
+}
+
+/// How long a new connection waits for the permit of the one evicted for it.
+const EVICTION_WAIT: Duration = Duration::from_secs(2);
+
+/// Connections still in their handshake or not yet admitted or sending, oldest first. At
+/// most `max` of them; past that, or when the relay is full, the oldest is evicted: such
+/// a connection has shown nothing yet, and a member's own connection leaves the pool
+/// within a round trip or two of arriving.
+#[derive(Debug)]
+struct PendingPool {
+    max: usize,
+    queue: std::sync::Mutex<std::collections::VecDeque<(u64, tokio::sync::oneshot::Sender<()>)>>,
+}
+
+/// A connection's place in the [`PendingPool`]; it leaves the pool when dropped.
+struct PendingSlot {
+    pool: Arc<PendingPool>,
+    id: u64,
+    /// Fires (the sender dropped) when the connection is evicted.
+    evicted: tokio::sync::oneshot::Receiver<()>,
+}
+
+impl PendingPool {
+    fn new(max: usize) -> Self {
+        Self {
+            max: max.max(1),
+            queue: Default::default(),
+        }
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<
+        '_,
+        std::collections::VecDeque<(u64, tokio::sync::oneshot::Sender<()>)>,
+    > {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds connection `id`; also whether that evicted the oldest (the pool was full).
+    fn enter(self: &Arc<Self>, id: u64) -> (PendingSlot, bool) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let mut q = self.lock();
+        let evicted = q.len() >= self.max && q.pop_front().is_some();
+        q.push_back((id, tx));
+        (
+            PendingSlot {
+                pool: self.clone(),
+                id,
+                evicted: rx,
+            },
+            evicted,
+        )
+    }
+
+    /// Evicts the oldest pending connection; false if there is none.
+    fn evict_oldest(&self) -> bool {
+        self.lock().pop_front().is_some()
+    }
+}
+
+impl PendingSlot {
+    /// Resolves once the connection was evicted.
+    async fn evicted(&mut self) {
+        let _ = (&mut self.evicted).await;
+    }
+}
+
+impl Drop for PendingSlot {
+    fn drop(&mut self) {
+        self.pool.lock().retain(|(id, _)| *id != self.id);
+    }
 }
 
 /// Live connections per source address (IPv6: per /64), capped.

@@ -277,3 +277,99 @@ async fn subscribers_that_stop_reading_do_not_grow_the_relay() {
     drop(stalled);
     assert!(relay.terminate().success());
 }
+
+/// The QUIC application close code a connection ended with, within 5 s.
+async fn closed_with(c: &RelayConnection) -> Option<u32> {
+    match tokio::time::timeout(Duration::from_secs(5), c.quic().closed()).await {
+        Ok(quinn::ConnectionError::ApplicationClosed(a)) => {
+            Some(u32::try_from(a.error_code.into_inner()).unwrap())
+        }
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_get_in_while_strangers_hold_every_connection() {
+    let org = Org::new();
+    let (_d, data) = relay_dir(&org, |c| {
+        c.limits.max_connections = 8;
+        c.limits.bind_timeout_secs = 60;
+    });
+    let relay = start(&data).await;
+    let p = pin(&data);
+    // Strangers hold every connection the relay has, and say nothing.
+    let mut idle = Vec::new();
+    for _ in 0..8 {
+        idle.push(anonymous(relay.local_addr, p).await);
+    }
+    // A member still gets in at once: the oldest idle connection makes room.
+    let m = org.member("courier-1");
+    let member = tokio::time::timeout(Duration::from_secs(2), async {
+        let mut c = RelayConnection::connect_addr(relay.local_addr, p).await?;
+        c.authenticate(&m).await?;
+        Ok::<_, TransportError>(c)
+    })
+    .await
+    .expect("the member waited")
+    .expect("the member was refused");
+    assert_eq!(
+        closed_with(&idle[0]).await,
+        Some(postern_relay::server::close::BUSY)
+    );
+    // Admitted members are never the ones evicted: fill the rest with members, and the
+    // next stranger is refused while every member stays.
+    let mut members = vec![member];
+    for n in 0..7 {
+        members.push(admitted(relay.local_addr, p, &org.member(&format!("m-{n}"))).await);
+    }
+    assert!(
+        RelayConnection::connect_addr(relay.local_addr, p)
+            .await
+            .is_err()
+    );
+    for c in &members {
+        assert!(matches!(
+            c.request(&Request::Ping(Ping { nonce: 1 })).await.unwrap(),
+            Response::Pong(_)
+        ));
+    }
+    assert!(relay.metrics().pending_evicted.load(Ordering::Relaxed) >= 7);
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_most_max_pending_connections_wait_unadmitted() {
+    let org = Org::new();
+    let (_d, data) = relay_dir(&org, |c| {
+        c.limits.max_pending_connections = 3;
+        c.limits.bind_timeout_secs = 60;
+    });
+    let relay = start(&data).await;
+    let p = pin(&data);
+    let (owner, mb) = with_mailbox(relay.local_addr, p, &org.member("coord-1")).await;
+    let mut idle = Vec::new();
+    for _ in 0..6 {
+        idle.push(anonymous(relay.local_addr, p).await);
+    }
+    for c in &idle[..3] {
+        assert_eq!(
+            closed_with(c).await,
+            Some(postern_relay::server::close::BUSY)
+        );
+    }
+    // The three newest still wait, and one that sends leaves the pool for good: newer
+    // connections evict the others, not it.
+    sent(mb.send(&idle[3], 3600, b"hello").await);
+    for _ in 0..3 {
+        idle.push(anonymous(relay.local_addr, p).await);
+    }
+    sent(mb.send(&idle[3], 3600, b"still here").await);
+    for c in &idle[4..6] {
+        assert_eq!(
+            closed_with(c).await,
+            Some(postern_relay::server::close::BUSY)
+        );
+    }
+    drop(owner);
+    relay.shutdown().await;
+}

@@ -763,12 +763,10 @@ async fn the_connection_limit_refuses_extra_connections() {
     let (_d, data) = relay_dir(&org, |c| c.limits.max_connections = 2);
     let relay = start(&data).await;
     let p = pin(&data);
-    let _a = RelayConnection::connect_addr(relay.local_addr, p)
-        .await
-        .unwrap();
-    let _b = RelayConnection::connect_addr(relay.local_addr, p)
-        .await
-        .unwrap();
+    // Admitted connections fill it (idle unadmitted ones would be evicted instead:
+    // tests/exhaustion.rs).
+    let _a = admitted(relay.local_addr, p, &org.member("member-a")).await;
+    let _b = admitted(relay.local_addr, p, &org.member("member-b")).await;
     assert!(
         RelayConnection::connect_addr(relay.local_addr, p)
             .await
