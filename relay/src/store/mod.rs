@@ -30,6 +30,7 @@ use zeroize::Zeroizing;
 
 use crate::metrics::Metrics;
 
+mod due;
 mod epochs;
 mod layout;
 mod tables;
@@ -37,6 +38,7 @@ mod tables;
 mod tests;
 mod writer;
 
+use due::{Due, split_key};
 pub use epochs::EPOCH_KEY_FILE;
 use epochs::{EpochKeys, SEAL_OVERHEAD};
 use layout::*;
@@ -106,6 +108,8 @@ pub struct Deleted {
     pub count: u32,
     /// Mailboxes that had hit their quota and are below it again.
     pub space_returned: Vec<MailboxId>,
+    /// Mailboxes a sweep looked into (only those with something due).
+    pub mailboxes_visited: u32,
 }
 
 /// Quotas the writer enforces.
@@ -201,6 +205,7 @@ impl Store {
             }
         }
         let sender_keys: SenderKeys = Arc::new(std::sync::RwLock::new(keys));
+        let due = Due::load(&db)?;
         let db = Arc::new(db);
         let (tx, rx) = std_mpsc::sync_channel(max_batch.max(1) * 4);
         let writer_keys = sender_keys.clone();
@@ -217,7 +222,7 @@ impl Store {
                     &metrics,
                     &writer_held,
                     staged.as_ref(),
-                    (&writer_epochs, &writer_keys),
+                    (&writer_epochs, &writer_keys, due),
                 )
             })
             .map_err(|e| StoreError::Db(e.to_string()))?;

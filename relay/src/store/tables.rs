@@ -17,6 +17,8 @@ pub(super) struct Writer<'t> {
     pub(super) one_time: redb::Table<'t, &'static [u8], &'static [u8]>,
     pub(super) meta: redb::Table<'t, &'static str, &'static [u8]>,
     pub(super) quotas: Quotas,
+    /// When each mailbox next has something to expire.
+    pub(super) due: &'t mut Due,
 }
 
 impl Writer<'_> {
@@ -139,6 +141,7 @@ impl Writer<'_> {
         let key = envelope_key(&recipient, &id);
         let sealed = self.epochs.seal(expires_at, &key, body)?;
         self.envelopes.insert(key.as_slice(), sealed.as_slice())?;
+        self.due.note(recipient, expires_at);
         self.held_delta[bucket_index(body.len())] += 1;
         mb.count += 1;
         mb.bytes += len;
@@ -197,14 +200,12 @@ impl Writer<'_> {
     }
 
     pub(super) fn sweep(&mut self, now: u64) -> Result<Deleted, StoreError> {
-        // Per mailbox, the expired envelopes are a prefix of its key range.
-        let mut recipients = Vec::new();
-        for item in self.mailboxes.iter()? {
-            let (k, _) = item?;
-            recipients.push(MailboxId(arr32(k.value(), "mailboxes")?));
-        }
+        // Only mailboxes with something due; per mailbox, the expired envelopes are a
+        // prefix of its key range.
+        let mut visited = Vec::new();
         let mut due = Vec::new();
-        'mailboxes: for recipient in recipients {
+        'mailboxes: for recipient in self.due.due(now) {
+            visited.push(recipient);
             let start = envelope_key(&recipient, &EnvelopeId([0; 32]));
             let end = after(&recipient, now);
             for item in self.envelopes.range(start.as_slice()..end.as_slice())? {
@@ -219,6 +220,21 @@ impl Writer<'_> {
         let mut deleted = Deleted::default();
         for (recipient, id) in due {
             self.delete_envelope(&recipient, &id, &mut deleted)?;
+        }
+        deleted.mailboxes_visited = u32::try_from(visited.len()).unwrap_or(u32::MAX);
+        // What each visited mailbox holds first now (still due if the batch was cut).
+        for recipient in visited {
+            let start = envelope_key(&recipient, &EnvelopeId([0; 32]));
+            let end = envelope_key(&recipient, &EnvelopeId([0xff; 32]));
+            let first = match self
+                .envelopes
+                .range(start.as_slice()..=end.as_slice())?
+                .next()
+            {
+                Some(item) => split_key(item?.0.value()).map(|(_, id)| expiry_of(&id)),
+                None => None,
+            };
+            self.due.set(recipient, first);
         }
         Ok(deleted)
     }

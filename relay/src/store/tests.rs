@@ -488,3 +488,66 @@ async fn a_mailbox_from_before_sender_keys_takes_no_send_until_its_owner_sets_on
     store.set_sender_key(r, SK).await.unwrap();
     store.send(s, SK, u64::MAX, body(b"x")).await.unwrap();
 }
+
+#[tokio::test]
+async fn the_sweep_finds_every_due_envelope_and_only_looks_where_something_is_due() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(
+        dir.path(),
+        Quotas {
+            max_envelopes: 10_000,
+            max_bytes: 1 << 30,
+            max_one_time: 10,
+            max_entries_per_owner: 4,
+        },
+        512,
+        Arc::new(Metrics::default()),
+        None,
+    )
+    .unwrap();
+    let t = 1_800_000_000u64;
+    let (r1, s1) = (MailboxId([1; 32]), MailboxId([2; 32]));
+    let (r2, s2) = (MailboxId([3; 32]), MailboxId([4; 32]));
+    store.create_mailbox(r1, s1, [5; 32], SK).await.unwrap();
+    store.create_mailbox(r2, s2, [5; 32], SK).await.unwrap();
+    // More than one sweep operation deletes, in one mailbox; one in the other.
+    for _ in 0..SWEEP_BATCH + 5 {
+        store.send(s1, SK, t, body(b"a")).await.unwrap();
+    }
+    store.send(s2, SK, t, body(b"b")).await.unwrap();
+    store.send(s2, SK, t + 7200, body(b"later")).await.unwrap();
+    // A hundred mailboxes with nothing due are not looked into.
+    for n in 0..100u8 {
+        let (r, s) = (MailboxId([n; 32]), MailboxId([n.wrapping_add(128); 32]));
+        if n < 10 {
+            continue;
+        }
+        store.create_mailbox(r, s, [5; 32], SK).await.unwrap();
+        store.send(s, SK, t + 86_400, body(b"far")).await.unwrap();
+    }
+    let none = store.sweep(t - 1).await.unwrap();
+    assert_eq!((none.count, none.mailboxes_visited), (0, 0));
+    let first = store.sweep(t).await.unwrap();
+    assert_eq!(
+        first.mailboxes_visited, 1,
+        "stopped in the first, full mailbox"
+    );
+    let mut swept = first.count;
+    loop {
+        let d = store.sweep(t).await.unwrap();
+        assert!(d.mailboxes_visited <= 2);
+        if d.count == 0 {
+            break;
+        }
+        swept += d.count;
+    }
+    assert_eq!(swept as usize, SWEEP_BATCH + 6);
+    // The mailbox emptied by the sweep gets new mail: it is swept when that is due.
+    store.send(s1, SK, t + 3600, body(b"c")).await.unwrap();
+    assert_eq!(store.sweep(t + 3599).await.unwrap().count, 0);
+    assert_eq!(store.sweep(t + 3600).await.unwrap().count, 1);
+    assert_eq!(store.sweep(t + 7200).await.unwrap().count, 1);
+    let far = store.sweep(t + 86_400).await.unwrap();
+    assert_eq!((far.count, far.mailboxes_visited), (90, 90));
+    assert_eq!(store.counts().unwrap().envelopes, 0);
+}

@@ -94,7 +94,7 @@ pub(super) fn writer_loop(
     metrics: &Metrics,
     held: &Held,
     staged: Option<&tokio::sync::mpsc::Sender<Staged>>,
-    (epochs, sender_keys): (&EpochKeys, &SenderKeys),
+    (epochs, sender_keys, mut due): (&EpochKeys, &SenderKeys, Due),
 ) {
     // Blocks for the first operation, then takes whatever else is already waiting.
     let mut stopping = false;
@@ -125,7 +125,7 @@ pub(super) fn writer_loop(
             quotas,
             (&mut pending, &mut delta, &mut keys),
             staged,
-            epochs,
+            (epochs, &mut due),
         );
         let ok = match applied {
             Ok(()) => {
@@ -147,6 +147,11 @@ pub(super) fn writer_loop(
             }
             Err(e) => {
                 tracing::error!(error = %e, "storage commit failed; batch refused");
+                // What the batch noted or swept did not happen: read it back.
+                match Due::load(db) {
+                    Ok(d) => due = d,
+                    Err(e) => tracing::error!(error = %e, "cannot reread expiry times"),
+                }
                 false
             }
         };
@@ -171,7 +176,7 @@ pub(super) fn apply_batch(
     quotas: Quotas,
     (pending, delta, keys): BatchOut<'_>,
     staged: Option<&tokio::sync::mpsc::Sender<Staged>>,
-    epochs: &EpochKeys,
+    (epochs, due): (&EpochKeys, &mut Due),
 ) -> Result<(), StoreError> {
     let mut new_envelopes = Staged::new();
     let txn = db.begin_write()?;
@@ -187,6 +192,7 @@ pub(super) fn apply_batch(
             one_time: txn.open_table(ONE_TIME)?,
             meta: txn.open_table(META)?,
             quotas,
+            due,
         };
         for op in batch {
             // An operation that fails its own checks is answered with its error and
