@@ -10,15 +10,20 @@ fn body(s: &[u8]) -> EnvelopeBody {
     Bytes::new(pad(s).unwrap()).unwrap()
 }
 
+/// Quotas with these mailbox limits (10 one-time prekeys, 4 entries per device).
+fn quotas(max_envelopes: u32, max_bytes: u64) -> Quotas {
+    Quotas {
+        max_envelopes,
+        max_bytes,
+        max_one_time: 10,
+        max_entries_per_owner: 4,
+    }
+}
+
 fn open(dir: &Path) -> Store {
     Store::open(
         dir,
-        Quotas {
-            max_envelopes: 100,
-            max_bytes: 1 << 30,
-            max_one_time: 10,
-            max_entries_per_owner: 4,
-        },
+        quotas(100, 1 << 30),
         64,
         Arc::new(Metrics::default()),
         None,
@@ -122,12 +127,7 @@ async fn the_byte_quota_counts_padded_bodies() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(
         dir.path(),
-        Quotas {
-            max_envelopes: 100,
-            max_bytes: 2048,
-            max_one_time: 10,
-            max_entries_per_owner: 4,
-        },
+        quotas(100, 2048),
         64,
         Arc::new(Metrics::default()),
         None,
@@ -152,12 +152,7 @@ async fn stored_envelopes_are_staged_for_subscribers_and_refused_ones_are_not() 
     let (tx, mut rx) = tokio::sync::mpsc::channel(16);
     let store = Store::open(
         dir.path(),
-        Quotas {
-            max_envelopes: 1,
-            max_bytes: 1 << 20,
-            max_one_time: 10,
-            max_entries_per_owner: 4,
-        },
+        quotas(1, 1 << 20),
         64,
         Arc::new(Metrics::default()),
         Some(tx),
@@ -200,12 +195,7 @@ async fn concurrent_sends_share_commits() {
     let metrics = Arc::new(Metrics::default());
     let store = Store::open(
         dir.path(),
-        Quotas {
-            max_envelopes: 10_000,
-            max_bytes: 1 << 30,
-            max_one_time: 10,
-            max_entries_per_owner: 4,
-        },
+        quotas(10_000, 1 << 30),
         256,
         metrics.clone(),
         None,
@@ -494,12 +484,7 @@ async fn the_sweep_finds_every_due_envelope_and_only_looks_where_something_is_du
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(
         dir.path(),
-        Quotas {
-            max_envelopes: 10_000,
-            max_bytes: 1 << 30,
-            max_one_time: 10,
-            max_entries_per_owner: 4,
-        },
+        quotas(10_000, 1 << 30),
         512,
         Arc::new(Metrics::default()),
         None,
