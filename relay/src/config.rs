@@ -41,6 +41,8 @@ pub struct Limits {
     pub max_connections: u32,
     /// Most simultaneous connections from one source address (IPv6: one /64).
     pub max_connections_per_address: u32,
+    /// Most owner connections (admitted) one member device may have open at once.
+    pub max_connections_per_member: u32,
     /// Most connections at once that are still in their handshake or neither admitted
     /// nor sending; past it, or when the relay is full, the oldest of them is closed.
     pub max_pending_connections: u32,
@@ -112,6 +114,7 @@ impl Default for Limits {
             max_connections: 4096,
             max_connections_per_address: 64,
             max_pending_connections: 256,
+            max_connections_per_member: 16,
             handshake_timeout_secs: 10,
             bind_timeout_secs: 10,
             idle_timeout_secs: 60,
@@ -210,6 +213,10 @@ impl RelayConfig {
             (
                 "limits.max_connections_per_address",
                 u64::from(l.max_connections_per_address),
+            ),
+            (
+                "limits.max_connections_per_member",
+                u64::from(l.max_connections_per_member),
             ),
             (
                 "limits.max_pending_connections",
@@ -313,6 +320,8 @@ max_connections = {mc}
 # Most simultaneous connections from one address (IPv6: one /64). Members behind one
 # NAT share it: allow about three per member there.
 max_connections_per_address = {mcpa}
+# Most owner connections (admitted with a certificate) one member device may hold.
+max_connections_per_member = {mcpm}
 # Most connections at once still in their handshake or neither admitted nor sending;
 # past it, or when max_connections is reached, the oldest of them is closed (code 2) to
 # make room, so members always get in while strangers hold idle connections.
@@ -371,6 +380,7 @@ directory_entries_per_member = {dem}
             mc = l.max_connections,
             mcpa = l.max_connections_per_address,
             mpc = l.max_pending_connections,
+            mcpm = l.max_connections_per_member,
             hts = l.handshake_timeout_secs,
             bts = l.bind_timeout_secs,
             idle = l.idle_timeout_secs,

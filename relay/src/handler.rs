@@ -222,6 +222,11 @@ async fn authenticate(
                 if !matches!(st.kind, Kind::Unbound) {
                     return err(ErrorCode::UnexpectedRequest);
                 }
+                let Some(slot) = shared.member_connections.take(admitted.device_key) else {
+                    Metrics::inc(&shared.metrics.connections_refused);
+                    return err(ErrorCode::Unavailable);
+                };
+                st.member_slot = Some(slot);
                 st.kind = Kind::Owner(admitted);
             }
             Metrics::inc(&shared.metrics.owner_admissions);

@@ -785,7 +785,8 @@ async fn the_connection_limit_refuses_extra_connections() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn holds_a_thousand_authenticated_idle_connections() {
     let org = Org::new();
-    let (_d, data) = relay_dir(&org, |_| {});
+    // One member holds them all here.
+    let (_d, data) = relay_dir(&org, |c| c.limits.max_connections_per_member = 1000);
     let relay = start(&data).await;
     let p = pin(&data);
     let member = std::sync::Arc::new(org.member("many-conns"));

@@ -469,6 +469,24 @@ async fn failed_admissions_are_limited_per_address_and_refill_continuously() {
 }
 
 #[tokio::test]
+async fn a_member_holds_at_most_its_share_of_owner_connections() {
+    let mut f = Fixture::new(|c| c.limits.max_connections_per_member = 2);
+    let alice = f.member("alice");
+    let a1 = f.admitted(&alice).await;
+    let a2 = f.admitted(&alice).await;
+    let s = f.session();
+    assert_eq!(
+        f.admit(&s, &alice, 0).await,
+        Response::Error(ErrorCode::Unavailable)
+    );
+    // Another member is not affected, and a closed connection gives its place back.
+    f.admitted(&f.member("bob")).await;
+    drop(a1);
+    f.admitted(&alice).await;
+    drop(a2);
+}
+
+#[tokio::test]
 async fn a_member_creates_mailboxes_and_publishes_within_its_budgets() {
     let mut f = Fixture::new(|c| {
         c.limits.mailboxes_per_member_per_day = 2;
