@@ -101,6 +101,56 @@ impl<K: Hash + Eq + Copy> Buckets<K> {
     }
 }
 
+/// Live things (connections) counted per key, at most `max` per key.
+#[derive(Debug)]
+pub(crate) struct Caps<K: Hash + Eq> {
+    max: u32,
+    counts: Mutex<HashMap<K, u32>>,
+}
+
+/// One counted thing's place in [`Caps`], given back when dropped.
+#[derive(Debug)]
+pub(crate) struct CapSlot<K: Hash + Eq + Copy> {
+    of: std::sync::Arc<Caps<K>>,
+    key: K,
+}
+
+impl<K: Hash + Eq + Copy> Caps<K> {
+    /// At most `max` per key.
+    pub(crate) fn new(max: u32) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Self {
+            max,
+            counts: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// A place for one more under `key`, or `None` if it has its maximum.
+    pub(crate) fn take(self: &std::sync::Arc<Self>, key: K) -> Option<CapSlot<K>> {
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let n = counts.entry(key).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(CapSlot {
+            of: self.clone(),
+            key,
+        })
+    }
+}
+
+impl<K: Hash + Eq + Copy> Drop for CapSlot<K> {
+    fn drop(&mut self) {
+        let mut counts = self.of.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = counts.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(&self.key);
+            }
+        }
+    }
+}
+
 /// The budget key of a source address: an IPv4 address as it is, an IPv6 address by its
 /// /64 (one subscriber's usual allocation, so one host cannot escape its budget by
 /// rotating addresses inside it); an IPv4-mapped IPv6 address as the IPv4 address.

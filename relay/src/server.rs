@@ -17,7 +17,7 @@ use quinn::{Endpoint, VarInt};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
-use crate::budget::address_key;
+use crate::budget::{Caps, address_key};
 use crate::handler::{Effect, handle, lapsed};
 use crate::hub::{Dropped, PushReceiver};
 use crate::metrics::Metrics;
@@ -169,7 +169,8 @@ pub(crate) async fn serve(
     let limits = &shared.config.limits;
     let max = limits.max_connections as usize;
     let limit = Arc::new(Semaphore::new(max));
-    let per_address = Arc::new(AddressCounts::new(limits.max_connections_per_address));
+    // Live connections per source address (IPv6: per /64), capped.
+    let per_address = Caps::new(limits.max_connections_per_address);
     let handshake_timeout = Duration::from_secs(u64::from(limits.handshake_timeout_secs));
     let pending = Arc::new(PendingPool::new(limits.max_pending_connections as usize));
     let next_id = AtomicU64::new(1);
@@ -188,7 +189,7 @@ pub(crate) async fn serve(
                     let _ = incoming.retry();
                     continue;
                 }
-                let Some(address) = per_address.take(incoming.remote_address().ip()) else {
+                let Some(address) = per_address.take(address_key(incoming.remote_address().ip())) else {
                     Metrics::inc(&shared.metrics.connections_refused);
                     incoming.refuse();
                     continue;
@@ -481,59 +482,6 @@ impl PendingSlot {
 impl Drop for PendingSlot {
     fn drop(&mut self) {
         self.pool.lock().retain(|(id, _)| *id != self.id);
-    }
-}
-
-/// Live connections per source address (IPv6: per /64), capped.
-#[derive(Debug)]
-struct AddressCounts {
-    /// Most per address.
-    max: u32,
-    /// Connections (handshakes included) per address key.
-    counts: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, u32>>,
-}
-
-/// One connection's place in [`AddressCounts`], given back when dropped.
-struct AddressSlot {
-    /// The counts it belongs to.
-    counts: Arc<AddressCounts>,
-    /// Its address key.
-    key: std::net::IpAddr,
-}
-
-impl AddressCounts {
-    fn new(max: u32) -> Self {
-        Self {
-            max,
-            counts: Default::default(),
-        }
-    }
-
-    /// A slot for a connection from `ip`, or `None` if that address has its maximum.
-    fn take(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<AddressSlot> {
-        let key = address_key(ip);
-        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        let n = counts.entry(key).or_insert(0);
-        if *n >= self.max {
-            return None;
-        }
-        *n += 1;
-        Some(AddressSlot {
-            counts: self.clone(),
-            key,
-        })
-    }
-}
-
-impl Drop for AddressSlot {
-    fn drop(&mut self) {
-        let mut counts = self.counts.counts.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = counts.get_mut(&self.key) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                counts.remove(&self.key);
-            }
-        }
     }
 }
 

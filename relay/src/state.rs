@@ -3,7 +3,6 @@
 //! ([`Session`]), and the clock reading the handler is given ([`Now`]). Plain data and
 //! locks; no I/O.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
@@ -16,7 +15,7 @@ use rand::Rng;
 use rand::rngs::StdRng;
 
 use crate::admission::{Admitted, FailureLimiter};
-use crate::budget::Buckets;
+use crate::budget::{Buckets, CapSlot, Caps};
 use crate::config::RelayConfig;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
@@ -73,7 +72,7 @@ pub(crate) struct Shared {
     /// Budgets of what one member (device key) may make: mailboxes and publishes.
     pub(crate) members: MemberBudgets,
     /// Owner connections open per member (device key), capped.
-    pub(crate) member_connections: Arc<MemberConnections>,
+    pub(crate) member_connections: Arc<Caps<[u8; 32]>>,
     /// The version of the newest revocation list accepted while running: connections
     /// watch it to close an owner connection whose member it revokes.
     pub(crate) revocation_version: tokio::sync::watch::Sender<u64>,
@@ -126,49 +125,6 @@ pub(crate) struct MemberBudgets {
     pub(crate) publishes: Buckets<[u8; 32]>,
 }
 
-/// Owner connections open per member device, at most `max` each.
-#[derive(Debug)]
-pub(crate) struct MemberConnections {
-    max: u32,
-    counts: Mutex<HashMap<[u8; 32], u32>>,
-}
-
-/// One owner connection's place in [`MemberConnections`], given back when dropped.
-#[derive(Debug)]
-pub(crate) struct MemberSlot {
-    of: Arc<MemberConnections>,
-    key: [u8; 32],
-}
-
-impl MemberConnections {
-    /// A place for one more owner connection of the member with `device_key`, or `None`
-    /// if it has its maximum.
-    pub(crate) fn take(self: &Arc<Self>, device_key: [u8; 32]) -> Option<MemberSlot> {
-        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        let n = counts.entry(device_key).or_insert(0);
-        if *n >= self.max {
-            return None;
-        }
-        *n += 1;
-        Some(MemberSlot {
-            of: self.clone(),
-            key: device_key,
-        })
-    }
-}
-
-impl Drop for MemberSlot {
-    fn drop(&mut self) {
-        let mut counts = self.of.counts.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = counts.get_mut(&self.key) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                counts.remove(&self.key);
-            }
-        }
-    }
-}
-
 impl MemberBudgets {
     /// The budgets `config` sets.
     pub(crate) fn new(config: &RelayConfig) -> Self {
@@ -206,10 +162,7 @@ impl Shared {
             auth_failures: FailureLimiter::new(config.limits.auth_failures_per_minute),
             budgets: AnonymousBudgets::new(&config),
             members: MemberBudgets::new(&config),
-            member_connections: Arc::new(MemberConnections {
-                max: config.limits.max_connections_per_member,
-                counts: Mutex::default(),
-            }),
+            member_connections: Caps::new(config.limits.max_connections_per_member),
             revocation_version: tokio::sync::watch::Sender::new(
                 revocations.as_ref().map_or(0, RevocationList::version),
             ),
@@ -287,7 +240,7 @@ pub(crate) struct SessionState {
     /// Whether a subscription was started.
     pub(crate) subscribed: bool,
     /// An owner connection's place among its member's connections.
-    pub(crate) member_slot: Option<MemberSlot>,
+    pub(crate) member_slot: Option<CapSlot<[u8; 32]>>,
     /// Request rate limiter: tokens and when they were last refilled.
     pub(crate) tokens: (f64, Instant),
     /// Send signatures verified on this connection: destination, the sender key they
