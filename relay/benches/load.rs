@@ -15,7 +15,10 @@
 //!    the load generator used, relay RSS; then the latency again at half that rate;
 //! 5. relay RSS with 1,000 authenticated idle connections.
 //!
-//! The relay and the load generator share the machine's cores.
+//! Servers under test (the relay, the relay-shaped bare quinn server) run as separate
+//! processes pinned to CPU 1 and the load generator (this process) to CPU 0, with
+//! `taskset`, when the machine has two CPUs or more; each prints the CPUs it got.
+//! `BENCH_NO_PIN=1` lets them share the cores.
 //!
 //! Run: `cargo bench -p postern-relay --bench load` (env BENCH_SECS, BENCH_PAIRS;
 //! BENCH_ONLY=shaped|relay|store|idle runs one part; BENCH_RELAY_BIN=path runs another
@@ -67,8 +70,11 @@ struct BareQuinn {
 
 impl BareQuinn {
     fn start() -> (quinn::Endpoint, Self) {
-        let identity = RelayIdentity::generate().unwrap();
-        let crypto = QuicServerConfig::try_from(server_config(&identity).unwrap()).unwrap();
+        Self::start_with(&RelayIdentity::generate().unwrap())
+    }
+
+    fn start_with(identity: &RelayIdentity) -> (quinn::Endpoint, Self) {
+        let crypto = QuicServerConfig::try_from(server_config(identity).unwrap()).unwrap();
         let mut sc = quinn::ServerConfig::with_crypto(Arc::new(crypto));
         let mut tc = quinn::TransportConfig::default();
         tc.max_concurrent_bidi_streams(quinn::VarInt::from_u32(256));
@@ -158,55 +164,115 @@ async fn raw_quinn(connections: usize, streams: usize) -> f64 {
 /// and forwards on a unidirectional stream to the paired recipient connection, whose
 /// acker answers with batched ack requests, as in [`relay_load`]. No storage, no
 /// admission, no parsing: the transport's ceiling for this protocol's shape.
-async fn relay_shaped_quinn(pairs: usize, in_flight: usize) -> (f64, f64, f64) {
-    type Queues =
-        Arc<std::sync::Mutex<std::collections::HashMap<u32, tokio::sync::mpsc::Sender<Vec<u8>>>>>;
-    const MSG: usize = 1024;
-    let (server, bare) = BareQuinn::start();
+/// Send-to-recipient queues of the relay-shaped bare quinn server, by pair number.
+type Queues =
+    Arc<std::sync::Mutex<std::collections::HashMap<u32, tokio::sync::mpsc::Sender<Vec<u8>>>>>;
+
+/// The bare quinn server of [`relay_shaped_quinn`]: answers sends with 48 bytes and
+/// forwards each to its pair's subscribed recipient on a unidirectional stream.
+async fn shaped_server(server: quinn::Endpoint) {
     let queues: Queues = Arc::default();
-    tokio::spawn(async move {
-        while let Some(inc) = server.accept().await {
-            let queues = queues.clone();
-            tokio::spawn(async move {
-                let conn = inc.await.unwrap();
-                while let Ok((mut s, mut r)) = conn.accept_bi().await {
-                    let (queues, conn) = (queues.clone(), conn.clone());
-                    tokio::spawn(async move {
-                        let Ok(req) = r.read_to_end(16 * 1024).await else {
-                            return;
-                        };
-                        let pair = u32::from_be_bytes(req[1..5].try_into().unwrap());
-                        match req[0] {
-                            b'R' => {
-                                let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(1024);
-                                queues.lock().unwrap().insert(pair, tx);
-                                let mut uni = conn.open_uni().await.unwrap();
-                                let _ = s.write_all(b"subscribed").await;
-                                let _ = s.finish();
-                                while let Some(m) = rx.recv().await {
-                                    if uni.write_all(&m).await.is_err() {
-                                        break;
-                                    }
+    while let Some(inc) = server.accept().await {
+        let queues = queues.clone();
+        tokio::spawn(async move {
+            let Ok(conn) = inc.await else { return };
+            while let Ok((mut s, mut r)) = conn.accept_bi().await {
+                let (queues, conn) = (queues.clone(), conn.clone());
+                tokio::spawn(async move {
+                    let Ok(req) = r.read_to_end(16 * 1024).await else {
+                        return;
+                    };
+                    let pair = u32::from_be_bytes(req[1..5].try_into().unwrap());
+                    match req[0] {
+                        b'R' => {
+                            let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(1024);
+                            queues.lock().unwrap().insert(pair, tx);
+                            let Ok(mut uni) = conn.open_uni().await else {
+                                return;
+                            };
+                            let _ = s.write_all(b"subscribed").await;
+                            let _ = s.finish();
+                            while let Some(m) = rx.recv().await {
+                                if uni.write_all(&m).await.is_err() {
+                                    break;
                                 }
-                            }
-                            b'S' => {
-                                let _ = s.write_all(&[0u8; 48]).await;
-                                let _ = s.finish();
-                                let tx = queues.lock().unwrap().get(&pair).cloned();
-                                if let Some(tx) = tx {
-                                    let _ = tx.try_send(req);
-                                }
-                            }
-                            _ => {
-                                let _ = s.write_all(&[0u8; 8]).await;
-                                let _ = s.finish();
                             }
                         }
-                    });
-                }
-            });
-        }
+                        b'S' => {
+                            let _ = s.write_all(&[0u8; 48]).await;
+                            let _ = s.finish();
+                            let tx = queues.lock().unwrap().get(&pair).cloned();
+                            if let Some(tx) = tx {
+                                let _ = tx.try_send(req);
+                            }
+                        }
+                        _ => {
+                            let _ = s.write_all(&[0u8; 8]).await;
+                            let _ = s.finish();
+                        }
+                    }
+                });
+            }
+        });
+    }
+}
+
+/// `BENCH_SHAPED_SERVER=1`: this process is the relay-shaped bare quinn server (on its
+/// own pinned core): prints its address and key pin, serves until killed.
+fn run_shaped_server() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let identity = RelayIdentity::generate().unwrap();
+        let (server, bare) = BareQuinn::start_with(&identity);
+        println!("{} {}", bare.addr, hex(&identity.pin().unwrap()));
+        shaped_server(server).await;
     });
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The relay-shaped server as a separate process (pinned like the relay); its pid and
+/// how clients reach it.
+fn spawn_shaped_server() -> (Child, BareQuinn) {
+    let mut cmd = pinned_command(std::env::current_exe().unwrap());
+    let mut child = cmd
+        .env("BENCH_SHAPED_SERVER", "1")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let (addr, pin) = line.trim().split_once(' ').unwrap();
+    let mut p = [0u8; 32];
+    for (i, b) in p.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&pin[2 * i..2 * i + 2], 16).unwrap();
+    }
+    let client = QuicClientConfig::try_from(client_config(p).unwrap()).unwrap();
+    (
+        child,
+        BareQuinn {
+            addr: addr.parse().unwrap(),
+            client: Arc::new(client),
+        },
+    )
+}
+
+/// The relay's traffic shape on bare quinn, the server a separate pinned process:
+/// sends/s, pushes/s, ack requests/s, and the server's CPU in cores.
+async fn relay_shaped_quinn(pairs: usize, in_flight: usize) -> (f64, f64, f64, f64) {
+    const MSG: usize = 1024;
+    let (mut child, bare) = spawn_shaped_server();
+    let server_pid = child.id().to_string();
+    print_cpus("relay-shaped bare quinn server", &server_pid);
     let request = |conn: quinn::Connection, body: Vec<u8>| async move {
         let (mut s, mut r) = conn.open_bi().await?;
         s.write_all(&body).await?;
@@ -269,19 +335,24 @@ async fn relay_shaped_quinn(pairs: usize, in_flight: usize) -> (f64, f64, f64) {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let counts = || [&done, &delivered, &ack_requests].map(|c| c.load(Ordering::Relaxed) as f64);
     let c0 = counts();
+    let cpu0 = cpu_ticks(&server_pid);
     let start = Instant::now();
     tokio::time::sleep(Duration::from_secs(secs())).await;
     let c1 = counts();
+    let cpu1 = cpu_ticks(&server_pid);
     let t = start.elapsed().as_secs_f64();
     let rate = (
         (c1[0] - c0[0]) / t,
         (c1[1] - c0[1]) / t,
         (c1[2] - c0[2]) / t,
+        (cpu1 - cpu0) as f64 / 100.0 / t,
     );
     stop.store(true, Ordering::Relaxed);
     for t in tasks {
         t.abort();
     }
+    let _ = child.kill();
+    let _ = child.wait();
     rate
 }
 
@@ -472,6 +543,64 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// The CPU servers under test run on, and the one this load generator runs on, when the
+/// machine has two or more and `taskset` is there (`BENCH_NO_PIN=1` turns it off).
+const SERVER_CPU: &str = "1";
+const GENERATOR_CPU: &str = "0";
+
+fn pinning() -> bool {
+    std::env::var_os("BENCH_PINNED").is_some()
+}
+
+/// Re-runs this benchmark on [`GENERATOR_CPU`] unless it already runs pinned (or may not
+/// be); returns only in the pinned (or unpinned) run.
+fn pin_self() {
+    if pinning() || std::env::var_os("BENCH_NO_PIN").is_some() {
+        return;
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let has_taskset = std::process::Command::new("taskset")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if cpus < 2 || !has_taskset {
+        println!(
+            "not pinned ({cpus} CPUs, taskset {}): server and load generator share the cores",
+            if has_taskset { "found" } else { "missing" }
+        );
+        return;
+    }
+    let status = std::process::Command::new("taskset")
+        .args(["-c", GENERATOR_CPU])
+        .arg(std::env::current_exe().unwrap())
+        .args(std::env::args_os().skip(1))
+        .env("BENCH_PINNED", "1")
+        .status()
+        .unwrap();
+    std::process::exit(status.code().unwrap_or(1));
+}
+
+/// `bin` run on [`SERVER_CPU`] when pinning, else as it is.
+fn pinned_command(bin: std::path::PathBuf) -> std::process::Command {
+    if pinning() {
+        let mut c = std::process::Command::new("taskset");
+        c.args(["-c", SERVER_CPU]).arg(bin);
+        c
+    } else {
+        std::process::Command::new(bin)
+    }
+}
+
+/// Prints the CPUs a process may run on.
+fn print_cpus(what: &str, pid: &str) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let cpus = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .map_or("?", str::trim);
+    println!("  {what} (pid {pid}) runs on CPUs {cpus}");
+}
+
 struct Relay {
     child: Child,
     addr: SocketAddr,
@@ -495,10 +624,26 @@ fn spawn_relay(dir: &Path, org: &OrgRoot) -> Relay {
         c.limits.sweep_interval_secs = Limits::default().sweep_interval_secs;
     });
     // BENCH_RELAY_BIN runs another build of the relay against the same load (A/B).
-    let bin: std::path::PathBuf = std::env::var_os("BENCH_RELAY_BIN")
+    let mut bin: std::path::PathBuf = std::env::var_os("BENCH_RELAY_BIN")
         .unwrap_or_else(|| env!("CARGO_BIN_EXE_postern-relay").into())
         .into();
+    if pinning() {
+        // The harness runs `BIN run --data DIR`: a wrapper puts the relay on its core.
+        let wrapper = dir.join("pinned-relay.sh");
+        std::fs::write(
+            &wrapper,
+            format!(
+                "#!/bin/sh\nexec taskset -c {SERVER_CPU} '{}' \"$@\"\n",
+                bin.display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        bin = wrapper;
+    }
     let process = RelayProcess::spawn_logging(&bin, relay.data(), &dir.join("relay.log"), "warn");
+    print_cpus("relay", &process.child.id().to_string());
     Relay {
         child: process.child,
         addr: process.addr,
@@ -744,6 +889,11 @@ fn print_group_commit(dir: &Path) {
 }
 
 fn main() {
+    if std::env::var_os("BENCH_SHAPED_SERVER").is_some() {
+        run_shaped_server();
+        return;
+    }
+    pin_self();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -755,12 +905,13 @@ fn main() {
         pairs()
     );
     println!(
-        "machine: {} cores; loopback; data dir on {}",
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(0),
+        "machine: CPUs {} online; loopback; data dir on {}",
+        std::fs::read_to_string("/sys/devices/system/cpu/online")
+            .unwrap_or_default()
+            .trim(),
         dir.path().display()
     );
+    print_cpus("load generator", "self");
 
     if std::env::var("BENCH_ONLY").as_deref() == Ok("idle") {
         let org = OrgRoot::generate();
@@ -787,9 +938,10 @@ fn main() {
         return;
     }
     if std::env::var("BENCH_ONLY").as_deref() == Ok("shaped") {
-        let (sends, delivered, ack_requests) = rt.block_on(relay_shaped_quinn(pairs(), 8));
+        let (sends, delivered, ack_requests, cores) = rt.block_on(relay_shaped_quinn(pairs(), 8));
         println!(
-            "relay-shaped bare quinn: {sends:.0} sends/s, {delivered:.0} pushes/s, {ack_requests:.0} ack requests/s"
+            "relay-shaped bare quinn: {sends:.0} sends/s, {delivered:.0} pushes/s, {ack_requests:.0} ack requests/s; server CPU {cores:.2} cores = {:.1} us per send",
+            1e6 * cores / sends.max(1.0)
         );
         return;
     }
@@ -813,9 +965,11 @@ fn main() {
             "raw quinn request/response (1 KiB each way, {connections} connections x {streams} streams): {r:>8.0} req/s"
         );
     }
-    let (shaped, shaped_pushes, shaped_acks) = rt.block_on(relay_shaped_quinn(pairs(), 8));
+    let (shaped, shaped_pushes, shaped_acks, shaped_cores) =
+        rt.block_on(relay_shaped_quinn(pairs(), 8));
+    let shaped_us = 1e6 * shaped_cores / shaped.max(1.0);
     println!(
-        "the relay's traffic on bare quinn ({} pairs x 8 in flight; send, push, batched ack; no storage): {shaped:>8.0} sends/s ({shaped_pushes:.0} pushes/s, {shaped_acks:.0} ack requests/s)",
+        "the relay's traffic on bare quinn ({} pairs x 8 in flight; send, push, batched ack; no storage; separate server process): {shaped:>8.0} sends/s ({shaped_pushes:.0} pushes/s, {shaped_acks:.0} ack requests/s), server CPU {shaped_cores:.2} cores = {shaped_us:.1} us per send",
         pairs()
     );
     let mut redb_best = 0f64;
@@ -873,6 +1027,16 @@ fn main() {
         100.0 * sat.rate / quinn_rate,
         100.0 * sat.rate / redb_best,
         100.0 * sat.rate / shaped
+    );
+    let relay_us = 1e6 * sat.relay_cores / sat.rate.max(1.0);
+    println!(
+        "goal: relay CPU per durable send <= 1.3x the bare-quinn shape's -> {} ({relay_us:.1} us vs {shaped_us:.1} us: {:.2}x)",
+        if relay_us <= 1.3 * shaped_us {
+            "met"
+        } else {
+            "NOT met"
+        },
+        relay_us / shaped_us.max(0.001)
     );
     println!(
         "goal: p99 send->delivery < 5 ms at half rate -> {} ({} us)",
