@@ -136,7 +136,19 @@ async fn handle_inner(
             ),
             Err(_) => err(ErrorCode::Internal),
         },
-        Request::PutRevocationList(p) => put_revocation(shared, p.list.as_slice()).await,
+        // Verifying a list of up to 64 KiB costs the relay: charged to the source
+        // address like the requests of send connections, whoever asks.
+        Request::PutRevocationList(p) => {
+            if !shared
+                .budgets
+                .by_address
+                .take(address_key(session.peer_ip), clock.instant)
+            {
+                Metrics::inc(&shared.metrics.rate_limited);
+                return err(ErrorCode::RateLimited);
+            }
+            put_revocation(shared, p.list.as_slice()).await
+        }
         Request::Authenticate(a) => {
             if !matches!(kind, Kind::Unbound) {
                 return err(ErrorCode::UnexpectedRequest);
@@ -144,13 +156,23 @@ async fn handle_inner(
             authenticate(shared, session, &a, &challenge, clock).await
         }
         Request::Send(_) | Request::FetchPrekeys(_) | Request::FetchEntry(_) => {
+            // An identified connection never sends or looks up: that would pair the
+            // member with the queue or the handle.
+            if matches!(kind, Kind::Owner(_)) {
+                return err(ErrorCode::UnexpectedRequest);
+            }
+            // Charged first: a request the budget refuses does not make the connection a
+            // send connection (nor count one).
+            let address = address_key(session.peer_ip);
+            if !shared.budgets.by_address.take(address, clock.instant) {
+                Metrics::inc(&shared.metrics.rate_limited);
+                return err(ErrorCode::RateLimited);
+            }
             // Decided under the lock, so a concurrent `Authenticate` cannot make this
             // connection both.
             {
                 let mut st = session.lock();
                 match st.kind {
-                    // An identified connection never sends or looks up: that would pair
-                    // the member with the queue or the handle.
                     Kind::Owner(_) => return err(ErrorCode::UnexpectedRequest),
                     Kind::Unbound => {
                         st.kind = Kind::Anonymous;
@@ -158,11 +180,6 @@ async fn handle_inner(
                     }
                     Kind::Anonymous => {}
                 }
-            }
-            let address = address_key(session.peer_ip);
-            if !shared.budgets.by_address.take(address, clock.instant) {
-                Metrics::inc(&shared.metrics.rate_limited);
-                return err(ErrorCode::RateLimited);
             }
             anonymous(shared, session, req, &challenge, clock).await
         }

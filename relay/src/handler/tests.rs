@@ -1094,6 +1094,54 @@ async fn anonymous_requests_are_budgeted_per_address_and_sends_per_queue() {
 }
 
 #[tokio::test]
+async fn a_refused_request_binds_nothing_and_revocation_puts_are_charged_to_the_address() {
+    let mut f = Fixture::new(|c| {
+        c.limits.anonymous_requests_per_minute = 1;
+        c.limits.anonymous_request_burst = 2;
+    });
+    let lookup = || {
+        Request::FetchEntry(FetchEntry {
+            directory: HandleTag([4; 32]),
+        })
+    };
+    let a = f.anonymous_from("203.0.113.7").await;
+    for _ in 0..2 {
+        assert_eq!(
+            f.call(&a, lookup(), 0).await.0,
+            Response::Error(ErrorCode::NotFound)
+        );
+    }
+    assert_eq!(f.counter(|m| &m.anonymous_connections), 1);
+    // Refused by the budget: the new connection is not made a send connection, so it
+    // may still authenticate, and is not counted as one.
+    let b = f.anonymous_from("203.0.113.7").await;
+    assert_eq!(
+        f.call(&b, lookup(), 0).await.0,
+        Response::Error(ErrorCode::RateLimited)
+    );
+    assert!(b.is_unbound());
+    assert_eq!(f.counter(|m| &m.anonymous_connections), 1);
+    let challenge = b.lock().challenge.unwrap();
+    let auth = Fixture::authenticate_req(&f.member("alice"), &b.exporter, &challenge);
+    assert!(matches!(
+        f.call(&b, auth, 0).await.0,
+        Response::Authenticated(_)
+    ));
+    // Revocation lists from that address spend the same budget (60 s later: one token).
+    let list = Request::PutRevocationList(PutRevocationList {
+        list: Bytes::new(f.org.revocations(1, vec![]).encode()).unwrap(),
+    });
+    assert!(matches!(
+        f.call(&b, list.clone(), 60).await.0,
+        Response::RevocationListAccepted(_)
+    ));
+    assert_eq!(
+        f.call(&b, list, 60).await.0,
+        Response::Error(ErrorCode::RateLimited)
+    );
+}
+
+#[tokio::test]
 async fn one_time_prekeys_are_handed_out_at_most_at_the_hourly_budget() {
     let mut f = Fixture::new(|c| c.limits.one_time_prekeys_per_entry_per_hour = 1);
     let s = f.admitted(&f.member("alice")).await;
