@@ -21,7 +21,8 @@
 //! `BENCH_NO_PIN=1` lets them share the cores.
 //!
 //! Run: `cargo bench -p postern-relay --bench load` (env BENCH_SECS, BENCH_PAIRS;
-//! BENCH_ONLY=shaped|relay|store|idle runs one part; BENCH_RELAY_BIN=path runs another
+//! BENCH_ONLY=shaped|relay|senders|store|idle runs one part (senders: the S = 1/64/256
+//! closed-loop table with disk bytes per send); BENCH_RELAY_BIN=path runs another
 //! build of the relay, for comparisons).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -666,6 +667,8 @@ struct LoadResult {
     writer_cores: f64,
     /// CPU used by this (load-generating) process, in cores.
     generator_cores: f64,
+    /// Bytes the relay process caused to be written to disk per durable send.
+    disk_bytes_per_send: f64,
 }
 
 impl LoadResult {
@@ -684,8 +687,21 @@ impl LoadResult {
             1e6 * (self.relay_cores - self.writer_cores) / self.rate.max(1.0),
             self.generator_cores,
             1e6 * self.generator_cores / self.rate.max(1.0),
+        ) + &format!(
+            "\n    disk: {:.1} KiB written by the relay per durable send",
+            self.disk_bytes_per_send / 1024.0
         )
     }
+}
+
+/// Bytes a process caused to be written to storage (`write_bytes` of /proc/PID/io).
+fn disk_written(pid: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("write_bytes:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// `pairs` sender connections each sending to its own subscribed recipient, with
@@ -815,9 +831,11 @@ async fn relay_load(
         cpu_ticks("self"),
     );
     latencies.lock().unwrap().clear();
+    let disk0 = disk_written(&relay_pid);
     let start = Instant::now();
     tokio::time::sleep(Duration::from_secs(secs())).await;
     let n = acked.load(Ordering::Relaxed) - a0;
+    let disk = disk_written(&relay_pid).saturating_sub(disk0);
     let deleted = acks.load(Ordering::Relaxed) - k0;
     let ack_request_count = ack_requests.load(Ordering::Relaxed) - r0;
     let (relay_cpu, writer_cpu, gen_cpu) = (
@@ -847,6 +865,7 @@ async fn relay_load(
         relay_cores: relay_cpu / elapsed,
         writer_cores: writer_cpu / elapsed,
         generator_cores: gen_cpu / elapsed,
+        disk_bytes_per_send: disk as f64 / n.max(1) as f64,
     }
 }
 
@@ -885,6 +904,56 @@ fn print_group_commit(dir: &Path) {
                 c.committed_ops as f64 / c.commits.max(1) as f64
             );
         }
+    }
+}
+
+/// S closed-loop senders, each its own connection with one send in flight to its own
+/// subscribed, acknowledging recipient: durable sends/s, p99, disk bytes per send, for
+/// S = 1, 64, 256; and one sender's durable send against one synced write plus a
+/// loopback round trip.
+fn senders_table(rt: &tokio::runtime::Runtime, dir: &Path) {
+    let synced = raw_redb(dir, 1, KeyPattern::Sequential);
+    let rtt = rt.block_on(raw_quinn(1, 1));
+    let floor_us = 1e6 / synced + 1e6 / rtt;
+    println!(
+        "one synced 1 KiB write: {:.0} us; one loopback QUIC round trip: {:.0} us",
+        1e6 / synced,
+        1e6 / rtt
+    );
+    println!(
+        "| S | durable sends/s | p50 send->recv | p99 send->recv | relay CPU per send | disk per send |"
+    );
+    println!("|---|---|---|---|---|---|");
+    let org = OrgRoot::generate();
+    let mut single = None;
+    for s in [1usize, 64, 256] {
+        let mut relay = spawn_relay(&dir.join(format!("s{s}")), &org);
+        let r = rt.block_on(relay_load(&relay, &org, s, 1, None));
+        println!(
+            "| {s} | {:.0} | {:.1} ms | {:.1} ms | {:.1} us | {:.1} KiB |",
+            r.rate,
+            r.p50_us as f64 / 1000.0,
+            r.p99_us as f64 / 1000.0,
+            1e6 * r.relay_cores / r.rate.max(1.0),
+            r.disk_bytes_per_send / 1024.0
+        );
+        if s == 1 {
+            single = Some(1e6 / r.rate.max(1.0));
+        }
+        let _ = relay.child.kill();
+        let _ = relay.child.wait();
+    }
+    if let Some(us) = single {
+        println!(
+            "goal: one sender's durable send <= 2x (synced write + round trip) = {:.0} us -> {} ({us:.0} us: {:.2}x)",
+            2.0 * floor_us,
+            if us <= 2.0 * floor_us {
+                "met"
+            } else {
+                "NOT met"
+            },
+            us / floor_us
+        );
     }
 }
 
@@ -943,6 +1012,10 @@ fn main() {
             "relay-shaped bare quinn: {sends:.0} sends/s, {delivered:.0} pushes/s, {ack_requests:.0} ack requests/s; server CPU {cores:.2} cores = {:.1} us per send",
             1e6 * cores / sends.max(1.0)
         );
+        return;
+    }
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("senders") {
+        senders_table(&rt, dir.path());
         return;
     }
     if std::env::var("BENCH_ONLY").as_deref() == Ok("relay") {
