@@ -28,6 +28,16 @@ pub enum PassphraseError {
         /// Why.
         source: std::io::Error,
     },
+    /// The passphrase file can be read or written by other users.
+    #[error(
+        "the passphrase file {path} is open to other users (mode {mode:o}): run `chmod 600 {path}` (and consider a new passphrase), then try again"
+    )]
+    FileExposed {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// The prompt failed.
     #[error("cannot read the passphrase from the terminal: {0}")]
     Prompt(std::io::Error),
@@ -44,10 +54,32 @@ pub enum PassphraseError {
     Empty,
 }
 
+/// Refuses a passphrase file that other users may read or write (group or other bits).
+fn check_private(path: &std::path::Path) -> Result<(), PassphraseError> {
+    let meta = std::fs::metadata(path).map_err(|source| PassphraseError::File {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(PassphraseError::FileExposed {
+                path: path.to_path_buf(),
+                mode,
+            });
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = meta;
+    Ok(())
+}
+
 /// How to obtain the passphrase, resolved only when a command needs it.
 #[derive(Debug, Clone, Default)]
 pub struct PassphraseSource {
-    /// `--passphrase-file`.
+    /// `--passphrase-file` (refused unless only its owner may read it: mode 0600).
     pub file: Option<PathBuf>,
 }
 
@@ -68,6 +100,7 @@ impl PassphraseSource {
 
     fn obtain(&self, what: &str, confirm: bool) -> Result<Zeroizing<String>, PassphraseError> {
         let pass = if let Some(path) = &self.file {
+            check_private(path)?;
             let text = std::fs::read_to_string(path).map_err(|source| PassphraseError::File {
                 path: path.clone(),
                 source,

@@ -294,18 +294,34 @@ fn a_wrong_passphrase_is_a_clear_error_and_changes_nothing() {
     assert!(!Path::new(&bundle_path).exists());
     drop(before);
 
-    // The passphrase file works, and no passphrase at all (no terminal) is explained.
-    std::fs::write(org.path("pass.txt"), format!("{PASS}\n")).unwrap();
-    let mut c = Command::new(env!("CARGO_BIN_EXE_postern"));
-    let out = c
-        .env_remove("POSTERN_PASSPHRASE")
-        .arg("--home")
-        .arg(&org.home)
-        .arg("--passphrase-file")
-        .arg(org.path("pass.txt"))
-        .args(["org", "relay", "add", &relay_address()])
-        .output()
-        .unwrap();
+    // The passphrase file works once only its owner can read it, and no passphrase at
+    // all (no terminal) is explained.
+    let pass_file = org.path("pass.txt");
+    std::fs::write(&pass_file, format!("{PASS}\n")).unwrap();
+    let with_file = || {
+        Command::new(env!("CARGO_BIN_EXE_postern"))
+            .env_remove("POSTERN_PASSPHRASE")
+            .arg("--home")
+            .arg(&org.home)
+            .arg("--passphrase-file")
+            .arg(&pass_file)
+            .args(["org", "relay", "add", &relay_address()])
+            .output()
+            .unwrap()
+    };
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&pass_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let out = with_file();
+        assert_eq!(out.status.code(), Some(3));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("open to other users (mode 644)") && err.contains("chmod 600"),
+            "{err}"
+        );
+        std::fs::set_permissions(&pass_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let out = with_file();
     assert!(
         out.status.success(),
         "{}",

@@ -27,7 +27,8 @@ struct Cli {
     /// encrypted org root.
     #[arg(long, global = true, env = "POSTERN_HOME", value_name = "DIR")]
     home: Option<PathBuf>,
-    /// Read the passphrase from the first line of FILE (keep it 0600). Otherwise the
+    /// Read the passphrase from the first line of FILE (mode 0600: a file other users
+    /// may read or write is refused). Otherwise the
     /// POSTERN_PASSPHRASE environment variable is used (for scripts: other processes of
     /// the same user can read it), otherwise you are prompted.
     #[arg(long, global = true, value_name = "FILE")]

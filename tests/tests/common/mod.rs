@@ -33,6 +33,12 @@ impl World {
         let org_home = tmp.path().join("org");
         let pass_file = tmp.path().join("org-passphrase");
         std::fs::write(&pass_file, PASS).unwrap();
+        // A passphrase file must be private to its owner.
+        std::fs::set_permissions(
+            &pass_file,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
         let ctx = Context {
             home: Some(org_home.clone()),
             passphrase: PassphraseSource {
