@@ -373,3 +373,24 @@ async fn at_most_max_pending_connections_wait_unadmitted() {
     drop(owner);
     relay.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_offers_no_datagrams_and_few_streams_before_admission() {
+    let org = Org::new();
+    let (_d, data) = relay_dir(&org, |c| c.limits.bind_timeout_secs = 60);
+    let relay = start(&data).await;
+    let p = pin(&data);
+    let c = anonymous(relay.local_addr, p).await;
+    // No datagram buffer for anyone to fill.
+    assert_eq!(c.quic().max_datagram_size(), None);
+    // Before it is admitted or sends, a connection gets 4 request streams at once: a
+    // fifth waits for one of them to close.
+    let mut open = Vec::new();
+    for _ in 0..4 {
+        open.push(c.quic().open_bi().await.unwrap());
+    }
+    let fifth = tokio::time::timeout(Duration::from_millis(500), c.quic().open_bi()).await;
+    assert!(fifth.is_err(), "a fifth stream opened before admission");
+    drop(open);
+    relay.shutdown().await;
+}
