@@ -29,6 +29,11 @@ pub(super) fn init(
     };
     let org = secrets.root.org_key();
     let params = KdfParams::from_env();
+    if KdfParams::insecure_fast_ignored() {
+        eprintln!(
+            "postern: POSTERN_INSECURE_FAST_KDF=1 is ignored: this build derives keys at full strength (the fast setting exists only in test builds)"
+        );
+    }
     if params != KdfParams::STRONG {
         eprintln!(
             "postern: WARNING: POSTERN_INSECURE_FAST_KDF=1: the org secrets are protected by a weak key derivation; for tests only"

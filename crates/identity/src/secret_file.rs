@@ -7,10 +7,10 @@
 //! 60-byte header is the AEAD's associated data, so altering a parameter fails like a
 //! wrong passphrase.
 //!
-//! Production parameters are [`KdfParams::STRONG`] (64 MiB, 3 passes). Tests and scripts
-//! may set `POSTERN_INSECURE_FAST_KDF=1` to get [`KdfParams::INSECURE_FAST`] from
-//! [`KdfParams::from_env`]; files made that way fall to a cheap brute force and must never
-//! hold real keys. The parameters travel in the header, so opening needs no setting.
+//! Production parameters are [`KdfParams::STRONG`] (64 MiB, 3 passes). Test builds (the
+//! `insecure-fast-kdf` feature) let `POSTERN_INSECURE_FAST_KDF=1` select
+//! [`KdfParams::INSECURE_FAST`] in [`KdfParams::from_env`]; files made that way fall to a
+//! cheap brute force and must never hold real keys. Other builds ignore the variable. The parameters travel in the header, so opening needs no setting.
 
 use argon2::{Algorithm, Argon2, Params, Version};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
@@ -88,8 +88,19 @@ impl KdfParams {
         }
     }
 
-    /// Whether `POSTERN_INSECURE_FAST_KDF=1` is set.
+    /// Whether `POSTERN_INSECURE_FAST_KDF=1` is set and this build honours it (test
+    /// builds only: the `insecure-fast-kdf` feature).
     pub fn insecure_fast_requested() -> bool {
+        cfg!(feature = "insecure-fast-kdf") && Self::insecure_fast_env()
+    }
+
+    /// Whether `POSTERN_INSECURE_FAST_KDF=1` is set but this build ignores it (a release
+    /// build: keys are derived at full strength whatever the environment says).
+    pub fn insecure_fast_ignored() -> bool {
+        !cfg!(feature = "insecure-fast-kdf") && Self::insecure_fast_env()
+    }
+
+    fn insecure_fast_env() -> bool {
         std::env::var_os(INSECURE_FAST_KDF_ENV).is_some_and(|v| v == "1")
     }
 
@@ -204,6 +215,23 @@ pub fn open(file: &[u8], passphrase: &[u8]) -> Result<Zeroizing<Vec<u8>>, Secret
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Takes the variable as the caller's environment has it (this test does not set
+    /// it: `set_var` is unsafe beside other threads). `cargo test -p postern-identity`
+    /// builds without the feature, `cargo test --workspace` with it; run either with and
+    /// without `POSTERN_INSECURE_FAST_KDF=1` for all four cases.
+    #[test]
+    fn the_fast_kdf_variable_works_only_in_test_builds() {
+        let set = std::env::var_os(INSECURE_FAST_KDF_ENV).is_some_and(|v| v == "1");
+        if cfg!(feature = "insecure-fast-kdf") {
+            assert_eq!(KdfParams::insecure_fast_requested(), set);
+            assert!(!KdfParams::insecure_fast_ignored());
+        } else {
+            assert!(!KdfParams::insecure_fast_requested());
+            assert_eq!(KdfParams::insecure_fast_ignored(), set);
+            assert_eq!(KdfParams::from_env(), KdfParams::STRONG);
+        }
+    }
 
     #[test]
     fn round_trip_and_wrong_passphrase() {

@@ -18,6 +18,11 @@ pub(super) fn init(
         )));
     }
     let kdf = vault_kdf_from_env();
+    if postern_identity::secret_file::KdfParams::insecure_fast_ignored() {
+        eprintln!(
+            "postern: POSTERN_INSECURE_FAST_KDF=1 is ignored: this build derives keys at full strength (the fast setting exists only in test builds)"
+        );
+    }
     if kdf != postern_e2e::KdfParams::default() {
         eprintln!(
             "postern: WARNING: POSTERN_INSECURE_FAST_KDF=1: the vault is protected by a weak key derivation; for tests only"
