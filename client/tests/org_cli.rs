@@ -503,6 +503,11 @@ fn misuse_is_explained() {
     let (code, err) = org.fails(Some("short"), &["org", "init"]);
     assert_eq!(code, 3);
     assert!(err.contains("at least 12"), "{err}");
+    // So is a long one that is easy to guess, with the estimator's reason.
+    let (code, err) = org.fails(Some("password12345"), &["org", "init"]);
+    assert_eq!(code, 3);
+    assert!(err.contains("too easy to guess ("), "{err}");
+    assert!(!org.home.join("secrets.pstn").exists());
     org.init();
     // Init twice.
     let (_, err) = org.fails(Some(PASS), &["org", "init"]);
