@@ -33,10 +33,10 @@ pub(crate) struct Buckets<K> {
 const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl<K: Hash + Eq + Copy> Buckets<K> {
-    /// `per_hour` tokens an hour per key, at most `burst` at once (at least 1).
-    pub(crate) fn per_hour(per_hour: u32, burst: u32) -> Self {
+    /// `per_sec` tokens a second per key, at most `burst` at once (at least 1).
+    fn with_rate(per_sec: f64, burst: u32) -> Self {
         Self {
-            per_sec: f64::from(per_hour) / 3600.0,
+            per_sec,
             burst: f64::from(burst.max(1)),
             max_keys: MAX_KEYS,
             map: Mutex::new(HashMap::new()),
@@ -44,11 +44,14 @@ impl<K: Hash + Eq + Copy> Buckets<K> {
         }
     }
 
+    /// `per_hour` tokens an hour per key, at most `burst` at once (at least 1).
+    pub(crate) fn per_hour(per_hour: u32, burst: u32) -> Self {
+        Self::with_rate(f64::from(per_hour) / 3600.0, burst)
+    }
+
     /// `per_day` tokens a day per key, at most `burst` at once (at least 1).
     pub(crate) fn per_day(per_day: u32, burst: u32) -> Self {
-        let mut b = Self::per_hour(0, burst);
-        b.per_sec = f64::from(per_day) / 86_400.0;
-        b
+        Self::with_rate(f64::from(per_day) / 86_400.0, burst)
     }
 
     /// Whether `key` has a token at `now` (nothing is taken; a key not held has).

@@ -197,7 +197,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                     }
                 )
             })?;
-            let age = unix_secs().saturating_sub(stats.written_at);
+            let age = crate::state::unix_now().saturating_sub(stats.written_at);
             if json {
                 let mut v = serde_json::to_value(&stats)?;
                 if let Some(o) = v.as_object_mut() {
@@ -273,14 +273,6 @@ fn notify(state: &[sd_notify::NotifyState<'_>]) {
     }
 }
 
-/// Unix seconds now.
-fn unix_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// What `check-config` finds: an error ends it; the lines returned are notes and
 /// warnings for the operator.
 fn check_config(data: &Path, config: &Path) -> Result<Vec<String>, Box<dyn std::error::Error>> {
@@ -308,7 +300,7 @@ fn check_config(data: &Path, config: &Path) -> Result<Vec<String>, Box<dyn std::
         ));
     }
     if let Some(max) = udp_receive_buffer_max()
-        && max < 4 * 1024 * 1024
+        && max < crate::server::SOCKET_BUFFER as u64
     {
         notes.push(format!(
             "warning: net.core.rmem_max is {max} bytes: bursts will drop packets; raise it \

@@ -139,12 +139,7 @@ async fn handle_inner(
         // Verifying a list of up to 64 KiB costs the relay: charged to the source
         // address like the requests of send connections, whoever asks.
         Request::PutRevocationList(p) => {
-            if !shared
-                .budgets
-                .by_address
-                .take(address_key(session.peer_ip), clock.instant)
-            {
-                Metrics::inc(&shared.metrics.rate_limited);
+            if !charge_address(shared, session, clock) {
                 return err(ErrorCode::RateLimited);
             }
             put_revocation(shared, p.list.as_slice()).await
@@ -163,9 +158,7 @@ async fn handle_inner(
             }
             // Charged first: a request the budget refuses does not make the connection a
             // send connection (nor count one).
-            let address = address_key(session.peer_ip);
-            if !shared.budgets.by_address.take(address, clock.instant) {
-                Metrics::inc(&shared.metrics.rate_limited);
+            if !charge_address(shared, session, clock) {
                 return err(ErrorCode::RateLimited);
             }
             // Decided under the lock, so a concurrent `Authenticate` cannot make this
@@ -360,6 +353,18 @@ async fn anonymous(
 /// never verify a signature, and would make its mailbox unusable without saying so.
 fn valid_key(key: &[u8; 32]) -> bool {
     DevicePublicKey::from_bytes(*key).is_ok()
+}
+
+/// Takes one token of the source address's budget; false (and counted) if none is left.
+fn charge_address(shared: &Shared, session: &Session, clock: Now) -> bool {
+    let ok = shared
+        .budgets
+        .by_address
+        .take(address_key(session.peer_ip), clock.instant);
+    if !ok {
+        Metrics::inc(&shared.metrics.rate_limited);
+    }
+    ok
 }
 
 /// Takes one of the member's tokens from `budget`; false (and counted) if none is left.

@@ -68,6 +68,16 @@ impl QueueState {
         *self.dropped.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Resolves when the subscriber is dropped.
+    async fn wait_dropped(&self) -> Dropped {
+        loop {
+            if let Some(why) = self.why() {
+                return why;
+            }
+            self.wake.notified().await;
+        }
+    }
+
     fn drop_subscriber(&self, why: Dropped) {
         let mut d = self.dropped.lock().unwrap_or_else(|p| p.into_inner());
         if d.is_none() {
@@ -89,15 +99,10 @@ impl PushReceiver {
     /// The next frame to write, or why the subscriber was dropped (`Err`), or `Ok(None)`
     /// once the hub forgot the queue (the connection ended).
     pub(crate) async fn next(&mut self) -> Result<Option<PushFrame>, Dropped> {
-        loop {
-            if let Some(why) = self.shared.why() {
-                return Err(why);
-            }
-            tokio::select! {
-                biased;
-                () = self.shared.wake.notified() => continue,
-                frame = self.rx.recv() => return Ok(frame),
-            }
+        tokio::select! {
+            biased;
+            why = self.shared.wait_dropped() => Err(why),
+            frame = self.rx.recv() => Ok(frame),
         }
     }
 
@@ -108,12 +113,7 @@ impl PushReceiver {
 
     /// Resolves when the subscriber is dropped (for a writer blocked on QUIC).
     pub(crate) async fn dropped(&self) -> Dropped {
-        loop {
-            if let Some(why) = self.shared.why() {
-                return why;
-            }
-            self.shared.wake.notified().await;
-        }
+        self.shared.wait_dropped().await
     }
 }
 

@@ -164,8 +164,8 @@ pub struct Running {
     stop: watch::Sender<bool>,
     /// Completes when the relay has drained and stopped.
     done: tokio::task::JoinHandle<()>,
-    /// The Prometheus endpoint, if configured.
-    metrics_endpoint: Option<crate::operator::MetricsEndpoint>,
+    /// The Prometheus endpoint, if configured (serves until dropped).
+    _metrics_endpoint: Option<crate::operator::MetricsEndpoint>,
     /// The data directory's lock, held while the relay runs.
     _lock: std::fs::File,
 }
@@ -180,11 +180,6 @@ impl Running {
     #[cfg(any(test, feature = "testing"))]
     pub fn recorder(&self) -> &crate::recorder::Recorder {
         &self.shared.recorder
-    }
-
-    /// Where the Prometheus endpoint listens, if it is configured.
-    pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        self.metrics_endpoint.as_ref().map(|m| m.local_addr)
     }
 
     /// The relay's aggregate counters.
@@ -302,7 +297,7 @@ pub async fn start_with_config(data_dir: &Path, config_path: &Path) -> Result<Ru
         shared,
         stop,
         done,
-        metrics_endpoint,
+        _metrics_endpoint: metrics_endpoint,
         _lock: lock,
     })
 }

@@ -104,7 +104,7 @@ pub(crate) fn endpoint(
 /// `wmem_max`). Every member's packets arrive on this one socket; with Linux's default
 /// of 208 KiB a burst from many connections overflows it and the dropped packets cost
 /// QUIC retransmissions (seen in `benches/load.rs` as `RcvbufErrors`).
-const SOCKET_BUFFER: usize = 4 << 20;
+pub(crate) const SOCKET_BUFFER: usize = 4 << 20;
 
 /// The relay's UDP socket, bound to `listen`, with large socket buffers.
 fn udp_socket(listen: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
@@ -312,7 +312,6 @@ async fn connection(
     )));
     tokio::pin!(bind_deadline);
     let mut bound = false;
-    let mut raised = false;
     loop {
         tokio::select! {
             () = async { if let Some(s) = slot.as_mut() { s.evicted().await } }, if slot.is_some() => {
@@ -368,11 +367,10 @@ async fn connection(
                 if let Ok(Some(mb)) = done {
                     subscribed = Some(mb);
                 }
-                if !raised && !session.is_unbound() {
+                if slot.is_some() && !session.is_unbound() {
                     // Admitted or sending: out of the pool that can be evicted.
                     slot = None;
                     raise_limits(&conn, &shared);
-                    raised = true;
                 }
             }
             Some(code) = close_rx.recv() => {
@@ -422,8 +420,11 @@ const EVICTION_WAIT: Duration = Duration::from_secs(2);
 #[derive(Debug)]
 struct PendingPool {
     max: usize,
-    queue: std::sync::Mutex<std::collections::VecDeque<(u64, tokio::sync::oneshot::Sender<()>)>>,
+    queue: std::sync::Mutex<Waiting>,
 }
+
+/// Pending connections by id, oldest first, each with the sender whose drop evicts it.
+type Waiting = std::collections::VecDeque<(u64, tokio::sync::oneshot::Sender<()>)>;
 
 /// A connection's place in the [`PendingPool`]; it leaves the pool when dropped.
 struct PendingSlot {
@@ -441,12 +442,7 @@ impl PendingPool {
         }
     }
 
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<
-        '_,
-        std::collections::VecDeque<(u64, tokio::sync::oneshot::Sender<()>)>,
-    > {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Waiting> {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 

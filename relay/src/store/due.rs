@@ -1,7 +1,6 @@
 //! When each mailbox next has an envelope to expire, kept in memory by the writer so the
 //! sweep visits only mailboxes with something due instead of every mailbox. Loaded from
-//! the envelopes table at open (each mailbox's first key carries its earliest expiry)
-//! and after a failed commit; a send lowers its mailbox's time, a sweep sets it from
+//! the envelopes' keys at open (in the pass that counts them) and after a failed commit; a send lowers its mailbox's time, a sweep sets it from
 //! what is left. An acknowledgement leaves it as it was: a time too early only costs one
 //! look at that mailbox, never a missed expiry.
 
@@ -28,12 +27,16 @@ impl Due {
         let txn = db.begin_read()?;
         let table = txn.open_table(ENVELOPES)?;
         for item in table.iter()? {
-            let (k, _) = item?;
-            if let Some((recipient, id)) = split_key(k.value()) {
-                due.note(recipient, expiry_of(&id));
-            }
+            due.note_key(item?.0.value());
         }
         Ok(due)
+    }
+
+    /// The envelope with table key `key` exists (a key too short is ignored).
+    pub(super) fn note_key(&mut self, key: &[u8]) {
+        if let Some((recipient, id)) = split_key(key) {
+            self.note(recipient, expiry_of(&id));
+        }
     }
 
     /// An envelope of `recipient` expires at `expiry`.

@@ -186,11 +186,15 @@ impl Store {
         }
         let epochs = Arc::new(EpochKeys::open(data_dir)?);
         seal_unsealed_bodies(&db, &epochs)?;
+        // One pass over the envelopes: counts per bucket, and each mailbox's earliest
+        // expiry (from the keys).
         let held: Held = Arc::new(Default::default());
+        let mut due = Due::default();
         {
             let txn = db.begin_read()?;
             for item in txn.open_table(ENVELOPES)?.iter()? {
-                let (_, v) = item?;
+                let (k, v) = item?;
+                due.note_key(k.value());
                 held[bucket_index(v.value().len().saturating_sub(SEAL_OVERHEAD))]
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
@@ -205,7 +209,6 @@ impl Store {
             }
         }
         let sender_keys: SenderKeys = Arc::new(std::sync::RwLock::new(keys));
-        let due = Due::load(&db)?;
         let db = Arc::new(db);
         let (tx, rx) = std_mpsc::sync_channel(max_batch.max(1) * 4);
         let writer_keys = sender_keys.clone();
