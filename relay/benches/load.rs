@@ -75,7 +75,8 @@ impl BareQuinn {
     }
 
     fn start_with(identity: &RelayIdentity) -> (quinn::Endpoint, Self) {
-        let crypto = QuicServerConfig::try_from(server_config(identity).unwrap()).unwrap();
+        let crypto =
+            QuicServerConfig::try_from(server_config(identity, "127.0.0.1").unwrap()).unwrap();
         let mut sc = quinn::ServerConfig::with_crypto(Arc::new(crypto));
         let mut tc = quinn::TransportConfig::default();
         tc.max_concurrent_bidi_streams(quinn::VarInt::from_u32(256));
@@ -100,7 +101,7 @@ impl BareQuinn {
             .connect_with(
                 quinn::ClientConfig::new(self.client.clone()),
                 self.addr,
-                "postern-relay",
+                "127.0.0.1",
             )
             .unwrap()
             .await

@@ -44,8 +44,9 @@ enum Command {
         /// The organisation's key, as printed by `postern org init` (postern-org:...).
         #[arg(long, value_name = "ORG_KEY")]
         org: String,
-        /// UDP address to listen on.
-        #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:4433")]
+        /// UDP address to listen on (443, where QUIC traffic is ordinary HTTP/3; binding
+        /// it needs CAP_NET_BIND_SERVICE, which the systemd unit grants).
+        #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:443")]
         listen: SocketAddr,
         /// Host name or IP members use to reach the relay (default: the listen IP).
         #[arg(long, value_name = "HOST")]

@@ -61,7 +61,7 @@ pub(crate) fn endpoint(
     listen: SocketAddr,
     shared: &Shared,
 ) -> Result<Endpoint, ServerError> {
-    let tls = server_config(identity)?;
+    let tls = server_config(identity, &shared.config.public_host)?;
     let crypto = QuicServerConfig::try_from(tls).map_err(|e| ServerError::Tls(e.to_string()))?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     let limits = &shared.config.limits;

@@ -1,6 +1,10 @@
-//! TLS for QUIC: the relay's self-signed key and certificate, its key pin, and the server
-//! configuration (TLS 1.3 only, ALPN `postern/1`, 0-RTT and session tickets off). The
-//! client half, which accepts exactly the pinned key, is `postern-transport`'s.
+//! TLS for QUIC: the relay's key and self-signed certificate, its key pin, and the server
+//! configuration (TLS 1.3 only, ALPN `h3`, 0-RTT and session tickets off). The client
+//! half, which accepts exactly the pinned key, is `postern-transport`'s.
+//!
+//! The certificate a client receives is made afresh at each start from the stored key
+//! for the relay's public host name, so it names no one but the operator's domain (the
+//! pin covers only the key, so it does not change).
 
 use std::fmt;
 use std::path::Path;
@@ -47,20 +51,59 @@ impl fmt::Debug for RelayIdentity {
 }
 
 impl RelayIdentity {
-    /// A fresh P-256 key and self-signed certificate.
+    /// A fresh P-256 key and a self-signed certificate naming no one.
     pub fn generate() -> Result<Self, TlsError> {
-        let ck = rcgen::generate_simple_self_signed(vec!["postern-relay".to_owned()])
-            .map_err(|e| TlsError::Generate(e.to_string()))?;
+        let key = rcgen::KeyPair::generate().map_err(|e| TlsError::Generate(e.to_string()))?;
+        let cert_der = certificate_for(&key, None)?;
         Ok(Self {
-            cert_der: ck.cert.der().to_vec(),
-            key_der: ck.signing_key.serialize_der(),
+            cert_der,
+            key_der: key.serialize_der(),
         })
+    }
+
+    /// A self-signed certificate for this key that names `public_host` when it is a DNS
+    /// name and nothing otherwise: what the relay shows a client (or a prober).
+    pub fn served_certificate(&self, public_host: &str) -> Result<Vec<u8>, TlsError> {
+        let key = rcgen::KeyPair::try_from(self.key_der.as_slice())
+            .map_err(|e| TlsError::Generate(e.to_string()))?;
+        let name = public_host
+            .parse::<std::net::IpAddr>()
+            .is_err()
+            .then_some(public_host);
+        certificate_for(&key, name)
     }
 
     /// The key pin: SHA-256 of the certificate's SubjectPublicKeyInfo.
     pub fn pin(&self) -> Result<[u8; 32], TlsError> {
         spki_pin(&self.cert_der)
     }
+}
+
+/// How long a served certificate claims to be valid: the longest a public CA issues.
+const SERVED_VALIDITY: time::Duration = time::Duration::days(397);
+
+/// A self-signed certificate for `key`, with `name` as its subject and only alternative
+/// name, or an empty subject. No field is rcgen's default, which would name rcgen.
+fn certificate_for(key: &rcgen::KeyPair, name: Option<&str>) -> Result<Vec<u8>, TlsError> {
+    let sans: Vec<String> = name.map(str::to_owned).into_iter().collect();
+    let mut params =
+        rcgen::CertificateParams::new(sans).map_err(|e| TlsError::Generate(e.to_string()))?;
+    let mut dn = rcgen::DistinguishedName::new();
+    if let Some(name) = name {
+        dn.push(rcgen::DnType::CommonName, name);
+    }
+    params.distinguished_name = dn;
+    // An ordinary validity window from an hour ago (clock skew), not rcgen's 1975-4096.
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::hours(1);
+    params.not_after = now + SERVED_VALIDITY;
+    let mut serial: [u8; 16] = rand::random();
+    serial[0] &= 0x7f;
+    params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
+    let cert = params
+        .self_signed(key)
+        .map_err(|e| TlsError::Generate(e.to_string()))?;
+    Ok(cert.der().to_vec())
 }
 
 /// SHA-256 of the SubjectPublicKeyInfo (DER) of an X.509 certificate.
@@ -71,14 +114,18 @@ pub fn spki_pin(cert_der: &[u8]) -> Result<[u8; 32], TlsError> {
     Ok(Sha256::digest(spki.as_ref()).into())
 }
 
-/// The relay's rustls server configuration.
-pub fn server_config(identity: &RelayIdentity) -> Result<rustls::ServerConfig, TlsError> {
+/// The relay's rustls server configuration, showing a certificate for `public_host`.
+pub fn server_config(
+    identity: &RelayIdentity,
+    public_host: &str,
+) -> Result<rustls::ServerConfig, TlsError> {
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(identity.key_der.clone()));
+    let cert = identity.served_certificate(public_host)?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| TlsError::Config(e.to_string()))?
         .with_no_client_auth()
-        .with_single_cert(vec![CertificateDer::from(identity.cert_der.clone())], key)
+        .with_single_cert(vec![CertificateDer::from(cert)], key)
         .map_err(|e| TlsError::Config(e.to_string()))?;
     config.alpn_protocols = vec![ALPN.to_vec()];
     // 0-RTT stays off (max_early_data_size 0, the default): early data can be replayed.

@@ -713,7 +713,7 @@ async fn raw_connection(
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
     let config = quinn::ClientConfig::new(std::sync::Arc::new(crypto));
     endpoint
-        .connect_with(config, addr, "postern-relay")
+        .connect_with(config, addr, "127.0.0.1")
         .unwrap()
         .await
         .unwrap()

@@ -72,19 +72,34 @@ impl RelayConnection {
             .map_err(|_| TransportError::Resolve(target.clone()))?
             .next()
             .ok_or_else(|| TransportError::Resolve(target.clone()))?;
-        Self::connect_addr(addr, *address.pin()).await
+        let endpoint = client_endpoint(addr.is_ipv6())?;
+        Self::connect_named(&endpoint, addr, address.host(), *address.pin()).await
     }
 
-    /// Connects to a socket address with a pin, on a new local endpoint.
+    /// Connects to a socket address with a pin, on a new local endpoint (no server name
+    /// is sent).
     pub async fn connect_addr(addr: SocketAddr, pin: [u8; 32]) -> Result<Self, TransportError> {
         let endpoint = client_endpoint(addr.is_ipv6())?;
         Self::connect_on(&endpoint, addr, pin).await
     }
 
-    /// Connects through an existing endpoint (many connections can share one socket).
+    /// Connects through an existing endpoint (many connections can share one socket); no
+    /// server name is sent.
     pub async fn connect_on(
         endpoint: &Endpoint,
         addr: SocketAddr,
+        pin: [u8; 32],
+    ) -> Result<Self, TransportError> {
+        Self::connect_named(endpoint, addr, &addr.ip().to_string(), pin).await
+    }
+
+    /// Connects through `endpoint`, presenting `host` as the TLS server name when it is a
+    /// DNS name (an IP literal sends none, as every TLS client does). The name is what an
+    /// observer reads in the ClientHello; the relay is authenticated by `pin` alone.
+    pub async fn connect_named(
+        endpoint: &Endpoint,
+        addr: SocketAddr,
+        host: &str,
         pin: [u8; 32],
     ) -> Result<Self, TransportError> {
         let tls = client_config(pin)?;
@@ -96,7 +111,7 @@ impl RelayConnection {
         config.transport_config(Arc::new(transport));
         let endpoint = endpoint.clone();
         let connecting = endpoint
-            .connect_with(config, addr, "postern-relay")
+            .connect_with(config, addr, host)
             .map_err(|e| TransportError::Connect(e.to_string()))?;
         let conn = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
             .await
